@@ -1,0 +1,118 @@
+// Command pbirefresh refreshes Power BI semantic models on schedules.
+// See README.md for the commands and their exit codes.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes are an API: orchestrators alert on them (README "Exit codes").
+const (
+	exitOK         = 0
+	exitUnsuccess  = 1 // the refresh ended unsuccessfully
+	exitUsage      = 2 // invalid usage or configuration
+	exitCannotWork = 3 // could not start or follow (credentials, permissions, network)
+)
+
+// hinted is an error that carries the next action for the operator.
+type hinted interface{ Hint() string }
+
+// exitError carries an exit code through Run.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(format string, a ...any) error {
+	return &exitError{exitUsage, fmt.Errorf(format, a...)}
+}
+
+// command is one subcommand: flags, then Run, then Close.
+type command interface {
+	ParseFlags(args []string) error
+	Run(ctx context.Context) error
+	Close() error
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal now ends the process at once
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// run dispatches a subcommand and turns its error into an exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var cmd command
+	switch args[0] {
+	case "emulator":
+		cmd = &emulatorCmd{stdout: stdout, logger: newLogger(stderr)}
+	case "version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "pbirefresh: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+	err := cmd.ParseFlags(args[1:])
+	if err == nil {
+		err = cmd.Run(ctx)
+	}
+	if cerr := cmd.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		return exitOK
+	}
+	code := exitCannotWork
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if errors.Is(err, errHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "pbirefresh: %v\n", err)
+	var h hinted
+	if errors.As(err, &h) && h.Hint() != "" {
+		fmt.Fprintf(stderr, "hint: %s\n", h.Hint())
+	}
+	return code
+}
+
+var errHelp = errors.New("help requested")
+
+const usage = `pbirefresh refreshes Power BI semantic models on schedules.
+
+Usage:
+  pbirefresh emulator [--listen ADDR] [--scenario FILE] [--ca-out FILE] [--fake-clock]
+                       run the local Power BI + Entra ID + Key Vault emulator
+  pbirefresh version   print the version
+  pbirefresh help      print this text
+
+Exit codes: 0 success, 1 refresh unsuccessful, 2 invalid usage or config,
+3 could not start or follow the refresh.
+`

@@ -75,8 +75,9 @@ func New(sc *Scenario) *Emulator {
 	return &Emulator{sc: sc}
 }
 
-// Start generates the CA, opens the listener and serves until Close.
-func (e *Emulator) Start() error {
+// prepare validates the scenario and builds the runtime state, without
+// touching the network.
+func (e *Emulator) prepare() error {
 	if err := e.sc.Validate(); err != nil {
 		return fmt.Errorf("scenario: %w", err)
 	}
@@ -89,11 +90,6 @@ func (e *Emulator) Start() error {
 	if e.Logger == nil {
 		e.Logger = slog.New(slog.DiscardHandler)
 	}
-	auth, err := newAuthority(nil)
-	if err != nil {
-		return err
-	}
-	e.auth = auth
 	e.tokenKey = make([]byte, 32)
 	if _, err := rand.Read(e.tokenKey); err != nil {
 		return fmt.Errorf("make token key: %w", err)
@@ -101,6 +97,19 @@ func (e *Emulator) Start() error {
 	e.rng = mrand.New(mrand.NewPCG(e.sc.Settings.Seed, 0x9e3779b97f4a7c15))
 	e.reqLog = newRequestLog(e.sc.Settings.RequestLogSize)
 	e.load()
+	return nil
+}
+
+// Start generates the CA, opens the listener and serves until Close.
+func (e *Emulator) Start() error {
+	if err := e.prepare(); err != nil {
+		return err
+	}
+	auth, err := newAuthority(nil)
+	if err != nil {
+		return err
+	}
+	e.auth = auth
 
 	ln, err := net.Listen("tcp", e.Addr)
 	if err != nil {

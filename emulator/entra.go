@@ -279,7 +279,9 @@ func (e *Emulator) authenticateClient(w http.ResponseWriter, app *App, secret st
 	}
 	if a := form.Get("client_assertion"); a != "" {
 		endpoint := e.base + r.URL.Path
-		if msg := verifyAssertion(a, app, endpoint, now); msg != "" {
+		// MSAL stamps assertions with the wall clock, so they are checked
+		// against it, not against a (possibly fake) emulator clock.
+		if msg := verifyAssertion(a, app, endpoint, time.Now()); msg != "" {
 			tokenError(w, http.StatusUnauthorized, "invalid_client", 700027, msg)
 			return false
 		}

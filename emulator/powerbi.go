@@ -350,7 +350,7 @@ func (e *Emulator) refreshSchedule(w http.ResponseWriter, r *http.Request, c *ca
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"@odata.context": e.odataContext(r, "refreshSchedule"),
-		"days": s.Days, "times": s.Times, "enabled": s.Enabled, "localTimeZoneId": s.TimeZone, "notifyOption": s.NotifyOption,
+		"days":           s.Days, "times": s.Times, "enabled": s.Enabled, "localTimeZoneId": s.TimeZone, "notifyOption": s.NotifyOption,
 	})
 }
 
@@ -450,7 +450,7 @@ var (
 
 // parseGroupFilter understands the OData filters seen in the field for
 // groups: name eq '…', tolower(name) eq '…', contains(name,'…'), joined by
-// and/or ('' escapes a quote). Anything else is a 400.
+// and/or (” escapes a quote). Anything else is a 400.
 func parseGroupFilter(f string) (func(string) bool, error) {
 	f = strings.TrimSpace(f)
 	if f == "" {

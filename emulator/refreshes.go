@@ -15,6 +15,9 @@ const (
 	historyMaxAge  = 72 * time.Hour // older entries go once more than 20 exist
 	maxTotal       = 24 * time.Hour // an enhanced request with its retries is capped here
 	sharedDaily    = 8              // shared capacity: API + scheduled refreshes per 24 h
+	// maxAttempts bounds the planned attempts of one refresh, whatever
+	// retryCount says; the 24 h cap usually ends a refresh long before.
+	maxAttempts = 1000
 )
 
 // Refresh types as the history reports them.
@@ -94,7 +97,7 @@ func plan(r *refresh, b Behaviour, premium bool, rng *rand.Rand) {
 	attempts := 1
 	if r.req.enhanced {
 		limit = r.req.timeout
-		attempts = 1 + r.req.retryCount
+		attempts = 1 + min(r.req.retryCount, maxAttempts-1)
 	}
 	t := r.posted.Add(b.NotStartedFor.D())
 	deadline := r.posted.Add(maxTotal)
@@ -320,12 +323,11 @@ func (e *Emulator) prune(ds *dsState, now time.Time) {
 	keep := ds.history[:0]
 	n := len(ds.history)
 	for i, r := range ds.history {
-		remaining := n - i
-		tooMany := remaining > historyCap
-		tooOld := remaining > historyKeepMin && now.Sub(r.posted) > historyMaxAge
+		total := len(keep) + n - i // entries that would remain if this one stays
+		tooMany := total > historyCap
+		tooOld := total > historyKeepMin && now.Sub(r.posted) > historyMaxAge
 		if (tooMany || tooOld) && !r.running(now) {
-			delete(e.refreshes, r.requestID)
-			n--
+			delete(e.refreshes, strings.ToLower(r.requestID))
 			continue
 		}
 		keep = append(keep, r)
@@ -391,9 +393,8 @@ func enumValue(raw json.RawMessage, field string, allowed []string) (string, *re
 
 func intValue(raw json.RawMessage, field string, minimum int) (int, *requestError) {
 	var n json.Number
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.UseNumber()
-	if err := dec.Decode(&n); err != nil {
+	// json.Number also takes a quoted number; the spec's type is integer.
+	if len(raw) == 0 || raw[0] == '"' || json.Unmarshal(raw, &n) != nil {
 		return 0, badRequest("%s must be an integer", field)
 	}
 	v, err := n.Int64()
@@ -423,10 +424,12 @@ func boolValue(raw json.RawMessage, field string) (bool, *requestError) {
 }
 
 // parseRefreshRequest validates a POST body against DatasetRefreshRequest
-// plus timeout. Property names match case-insensitively, like the
-// service's JSON binder. Unknown properties are refused: whether the
-// service ignores them is unconfirmed, and refusing is the safe side for a
-// client under test.
+// plus timeout. It is as strict as the spec but for two leniencies the
+// spec's own examples need: enum values in any case ("type": "full") and
+// the booleans "true"/"false" as strings. Property names must match
+// exactly, and unknown properties are refused: whether the service ignores
+// them is unconfirmed, and refusing is the safe side for a client under
+// test.
 func parseRefreshRequest(body []byte) (refreshRequest, *requestError) {
 	req := refreshRequest{typ: "Automatic", commitMode: "Transactional", maxParallelism: 10, applyRefreshPolicy: true, timeout: 5 * time.Hour}
 	if len(strings.TrimSpace(string(body))) == 0 {
@@ -439,26 +442,25 @@ func parseRefreshRequest(body []byte) (refreshRequest, *requestError) {
 	var err *requestError
 	for k, raw := range fields {
 		if string(raw) == "null" {
-			continue
+			return req, badRequest("%s must not be null; leave the property out instead", k)
 		}
-		lk := strings.ToLower(k)
-		if lk != "notifyoption" {
+		if k != "notifyOption" {
 			req.enhanced = true
 		}
-		switch lk {
-		case "notifyoption":
+		switch k {
+		case "notifyOption":
 			req.notifyOption, err = enumValue(raw, "notifyOption", notifyOptions)
 		case "type":
 			req.typ, err = enumValue(raw, "type", refreshTypes)
-		case "commitmode":
+		case "commitMode":
 			req.commitMode, err = enumValue(raw, "commitMode", commitModes)
-		case "maxparallelism":
+		case "maxParallelism":
 			req.maxParallelism, err = intValue(raw, "maxParallelism", 1)
-		case "retrycount":
+		case "retryCount":
 			req.retryCount, err = intValue(raw, "retryCount", 0)
-		case "applyrefreshpolicy":
+		case "applyRefreshPolicy":
 			req.applyRefreshPolicy, err = boolValue(raw, "applyRefreshPolicy")
-		case "effectivedate":
+		case "effectiveDate":
 			var s string
 			if json.Unmarshal(raw, &s) != nil || !validDate(s) {
 				err = badRequest("effectiveDate must be a date-time such as 2026-01-01T00:00:00Z")
@@ -485,13 +487,10 @@ func parseRefreshRequest(body []byte) (refreshRequest, *requestError) {
 	return req, nil
 }
 
+// validDate accepts what the spec's format date-time allows: RFC 3339.
 func validDate(s string) bool {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.9999999", "2006-01-02"} {
-		if _, err := time.Parse(layout, s); err == nil {
-			return true
-		}
-	}
-	return false
+	_, err := time.Parse(time.RFC3339Nano, s)
+	return err == nil
 }
 
 func parseObjects(raw json.RawMessage) ([]refreshObject, *requestError) {
@@ -507,7 +506,7 @@ func parseObjects(raw json.RawMessage) ([]refreshObject, *requestError) {
 			if json.Unmarshal(v, &s) != nil {
 				return nil, badRequest("objects[%d].%s must be a string", i, k)
 			}
-			switch strings.ToLower(k) {
+			switch k {
 			case "table":
 				o.Table = s
 			case "partition":

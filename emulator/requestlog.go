@@ -35,18 +35,23 @@ type Request struct {
 // emulator runs.
 type requestLog struct {
 	mu   sync.Mutex
-	buf  []*Request
-	next int64 // sequence number of the next entry
+	size int64      // capacity
+	buf  []*Request // grows up to size, then wraps
+	next int64      // sequence number of the next entry
 }
 
 func newRequestLog(size int) *requestLog {
-	return &requestLog{buf: make([]*Request, size)}
+	return &requestLog{size: int64(size)}
 }
 
 func (l *requestLog) add(r *Request) {
 	l.mu.Lock()
 	r.Seq = l.next
-	l.buf[l.next%int64(len(l.buf))] = r
+	if int64(len(l.buf)) < l.size {
+		l.buf = append(l.buf, r)
+	} else {
+		l.buf[l.next%l.size] = r
+	}
 	l.next++
 	l.mu.Unlock()
 }
@@ -56,16 +61,16 @@ func (l *requestLog) since(seq int64) []Request {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	first := max(seq, l.next-int64(len(l.buf)), 0)
-	out := make([]Request, 0, l.next-first)
+	out := make([]Request, 0, max(0, l.next-first))
 	for s := first; s < l.next; s++ {
-		out = append(out, *l.buf[s%int64(len(l.buf))])
+		out = append(out, *l.buf[s%l.size])
 	}
 	return out
 }
 
 func (l *requestLog) reset() {
 	l.mu.Lock()
-	clear(l.buf)
+	l.buf = nil
 	l.next = 0
 	l.mu.Unlock()
 }
@@ -81,9 +86,9 @@ func (e *Emulator) RequestsSince(seq int64) []Request { return e.reqLog.since(se
 func (e *Emulator) ResetRequests() { e.reqLog.reset() }
 
 var droppedHeaders = map[string]bool{
-	"Authorization":     true,
-	"Cookie":            true,
-	"X-Identity-Header": true,
+	"Authorization":       true,
+	"Cookie":              true,
+	"X-Identity-Header":   true,
 	"Proxy-Authorization": true,
 }
 

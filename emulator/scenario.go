@@ -221,8 +221,8 @@ type Fault struct {
 	Status   int     `yaml:"status" json:"status"` // e.g. 500, 503; 0 = no status fault
 	// RetryAfter adds a Retry-After header to status faults.
 	RetryAfter int      `yaml:"retry_after" json:"retry_after"`
-	Latency    Duration `yaml:"latency" json:"latency"`   // added before answering (wall time)
-	Reset      bool     `yaml:"reset" json:"reset"`       // drop the connection instead of answering
+	Latency    Duration `yaml:"latency" json:"latency"`     // added before answering (wall time)
+	Reset      bool     `yaml:"reset" json:"reset"`         // drop the connection instead of answering
 	SlowBody   Duration `yaml:"slow_body" json:"slow_body"` // spread the body over this long (wall time)
 }
 
@@ -476,8 +476,8 @@ func (sc *Scenario) Validate() error {
 	}
 	if s.RequestLogSize == 0 {
 		s.RequestLogSize = 100000
-	} else if s.RequestLogSize < 0 {
-		bad("settings.request_log_size", "must be positive")
+	} else if s.RequestLogSize < 0 || s.RequestLogSize > maxRequestLog {
+		bad("settings.request_log_size", "must be between 1 and %d", maxRequestLog)
 	}
 	tenants := map[string]bool{}
 	for i := range sc.Tenants {
@@ -638,6 +638,10 @@ func (sc *Scenario) Validate() error {
 	return errors.Join(errs...)
 }
 
+// maxRequestLog bounds the request log's ring (its slots are allocated at
+// start).
+const maxRequestLog = 10_000_000
+
 var vaultNameRE = regexp.MustCompile(`^[0-9a-zA-Z-]{1,127}$`)
 
 func (b *Behaviour) validate(path string) []error {
@@ -660,8 +664,8 @@ func (b *Behaviour) validate(path string) []error {
 	if b.Duration.Max < b.Duration.Min {
 		bad(path+".duration", "max %s is below min %s", b.Duration.Max.D(), b.Duration.Min.D())
 	}
-	if b.FailAttempts < 0 {
-		bad(path+".fail_attempts", "must not be negative")
+	if b.FailAttempts < 0 || b.FailAttempts > maxAttempts {
+		bad(path+".fail_attempts", "must be between 0 and %d", maxAttempts)
 	}
 	if b.ErrorCode == "" {
 		b.ErrorCode = "ModelRefreshFailed_CredentialsNotSpecified"

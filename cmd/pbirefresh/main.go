@@ -67,6 +67,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "emulator":
 		cmd = &emulatorCmd{stdout: stdout, logger: newLogger(stderr)}
+	case "once":
+		cmd = &onceCmd{stdout: stdout, stderr: stderr, logger: newLogger(stderr)}
+	case "validate":
+		cmd = &validateCmd{stdout: stdout, stderr: stderr}
+	case "doctor":
+		cmd = &doctorCmd{stdout: stdout, stderr: stderr, logger: newLogger(io.Discard)}
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -95,9 +101,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, errHelp) {
 		return exitOK
 	}
+	var quiet *silent
+	if errors.As(err, &quiet) {
+		return code // already reported with the result
+	}
 	fmt.Fprintf(stderr, "pbirefresh: %v\n", err)
+	// A list of problems carries a fix on each line already.
+	var list interface{ Unwrap() []error }
 	var h hinted
-	if errors.As(err, &h) && h.Hint() != "" {
+	if !errors.As(err, &list) && errors.As(err, &h) && h.Hint() != "" {
 		fmt.Fprintf(stderr, "hint: %s\n", h.Hint())
 	}
 	return code
@@ -108,11 +120,21 @@ var errHelp = errors.New("help requested")
 const usage = `pbirefresh refreshes Power BI semantic models on schedules.
 
 Usage:
-  pbirefresh emulator [--listen ADDR] [--scenario FILE] [--ca-out FILE] [--fake-clock]
+  pbirefresh once --config FILE --job NAME [--output text|json]
+                       start one refresh now and follow it to its end
+  pbirefresh validate --config FILE
+                       check a configuration; exit 2 listing every problem
+  pbirefresh doctor --config FILE [--job NAME]
+                       walk the setup recipe (secret, token, workspace, dataset,
+                       history) without refreshing anything
+  pbirefresh emulator [--listen ADDR] [--scenario FILE] [--ca-out FILE]
+                      [--config-out FILE] [--fake-clock]
                        run the local Power BI + Entra ID + Key Vault emulator
   pbirefresh version   print the version
   pbirefresh help      print this text
 
-Exit codes: 0 success, 1 refresh unsuccessful, 2 invalid usage or config,
-3 could not start or follow the refresh.
+Exit codes: 0 success (or skipped: busy with when_busy: skip), 1 the refresh
+ended unsuccessfully (failed, cancelled, disabled, timed out, lost), 2 invalid
+usage or config, 3 could not start or follow it (credentials, permissions,
+network, throttled past the deadline, busy with when_busy: fail).
 `

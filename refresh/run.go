@@ -1,0 +1,277 @@
+package refresh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Policy is what a job asks of a run.
+type Policy struct {
+	// Timeout is the client-side deadline, from the start of Run.
+	Timeout time.Duration
+	// OnTimeout: "cancel" DELETEs our own enhanced refresh; "leave" lets
+	// it run. Classic refreshes cannot be cancelled and are left.
+	OnTimeout string
+	// WhenBusy: "wait" follows the other refresh to its end (never
+	// cancelling it) and then starts ours; "skip"; "fail".
+	WhenBusy string
+	// MinInterval and MaxInterval bound the adaptive polling.
+	MinInterval, MaxInterval time.Duration
+	// Poller replaces the adaptive poller (benchmarks compare policies).
+	Poller Poller
+}
+
+// Result is how a run ended.
+type Result struct {
+	RefreshID        string    `json:"refresh_id,omitempty"`
+	Outcome          Outcome   `json:"status"`
+	Start            time.Time `json:"start"`
+	End              time.Time `json:"end"`
+	ServiceStart     time.Time `json:"service_start,omitzero"`
+	ServiceEnd       time.Time `json:"service_end,omitzero"`
+	Polls            int       `json:"polls"`
+	Attempts         int       `json:"attempts,omitempty"`
+	ServiceException string    `json:"service_exception,omitempty"`
+	Messages         []string  `json:"messages,omitempty"`
+	Note             string    `json:"note,omitempty"`
+	Err              error     `json:"-"`
+	Error            string    `json:"error,omitempty"`
+	Hint             string    `json:"hint,omitempty"`
+}
+
+// Progress is called after every poll (for a live status line).
+type Progress func(rf Refresh, st Status, polls int)
+
+type hinter interface{ Hint() string }
+
+func (r *Result) fail(o Outcome, err error) {
+	r.Outcome, r.Err = o, err
+	if err != nil {
+		r.Error = err.Error()
+		var h hinter
+		if errors.As(err, &h) {
+			r.Hint = h.Hint()
+		}
+	}
+}
+
+// Run starts one refresh of ds and follows it to its true end under the
+// policy. It never cancels a refresh it did not start.
+func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, progress Progress) (res Result) {
+	clk := c.clock()
+	res.Start = clk.Now()
+	deadline := res.Start.Add(p.Timeout)
+	defer func() { res.End = clk.Now() }()
+	log := c.log().With("workspace_id", ds.WorkspaceID, "dataset_id", ds.DatasetID)
+
+	// Recent history guides the polling and shows whether someone else's
+	// refresh is running.
+	hist, err := c.History(ctx, ds, 10, deadline)
+	if err != nil {
+		res.fail(Error, err)
+		return res
+	}
+	exp, spread := expected(hist)
+
+	var rf Refresh
+	for {
+		rf, err = c.Start(ctx, ds, opts, deadline)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrBusy) {
+			res.fail(Error, err)
+			return res
+		}
+		switch p.WhenBusy {
+		case "skip":
+			log.Info("refresh skipped: another refresh is running")
+			res.Outcome, res.Note = Skipped, "another refresh of the dataset was running"
+			return res
+		case "fail":
+			res.fail(Error, err)
+			return res
+		}
+		log.Info("another refresh is running; waiting for it to end")
+		if werr := c.waitForeign(ctx, ds, p, deadline, &res); werr != nil {
+			if errors.Is(werr, errDeadline) {
+				res.Outcome, res.Note = TimedOut, "the deadline passed while another refresh of the dataset was running; nothing was started"
+				return res
+			}
+			res.fail(Error, werr)
+			return res
+		}
+	}
+	res.RefreshID = rf.ID
+	log = log.With("refresh_id", rf.ID)
+	log.Info("refresh started", "enhanced", rf.Enhanced, "expected", exp)
+
+	poller := p.Poller
+	if poller == nil {
+		poller = Adaptive{Min: p.MinInterval, Max: p.MaxInterval, Expected: exp, Spread: spread}
+	}
+	c.follow(ctx, rf, poller, p, deadline, &res, progress)
+	switch res.Outcome {
+	case Completed:
+		log.Info("refresh completed", "polls", res.Polls, "elapsed", clk.Now().Sub(res.Start))
+	default:
+		log.Warn("refresh ended unsuccessfully", "status", res.Outcome, "polls", res.Polls, "elapsed", clk.Now().Sub(res.Start), "note", res.Note, "error", res.Error)
+	}
+	return res
+}
+
+var errDeadline = errors.New("deadline passed")
+
+// follow polls rf until it ends, the deadline passes, or it is lost.
+func (c *Client) follow(ctx context.Context, rf Refresh, poller Poller, p Policy, deadline time.Time, res *Result, progress Progress) {
+	clk := c.clock()
+	var seen bool
+	for {
+		now := clk.Now()
+		wait := c.jitter(poller.Next(now.Sub(rf.Posted), res.Polls), 0.1)
+		if p.Poller != nil {
+			wait = poller.Next(now.Sub(rf.Posted), res.Polls) // comparisons run without jitter
+		}
+		if now.Add(wait).After(deadline) {
+			wait = deadline.Sub(now) // one last look at the deadline
+		}
+		if err := clk.Sleep(ctx, wait); err != nil {
+			res.fail(Error, fmt.Errorf("stopped following refresh %s: %w", rf.ID, err))
+			res.Note = "the refresh keeps running in Power BI"
+			return
+		}
+		st, err := c.Status(ctx, rf, deadline)
+		res.Polls++
+		if err != nil {
+			if errors.Is(err, ErrThrottled) && !clk.Now().Before(deadline) {
+				c.timeout(ctx, rf, p, res)
+				res.Note += "; throttled until the deadline"
+				return
+			}
+			res.fail(Error, err)
+			return
+		}
+		if progress != nil {
+			progress(rf, st, res.Polls)
+		}
+		if !st.Found {
+			// Not visible yet (history lag), or never started (dropped).
+			if !seen && clk.Now().Sub(rf.Posted) >= c.grace() {
+				res.fail(Lost, fmt.Errorf("refresh %s never appeared in the dataset's history or details within %s", rf.ID, c.grace()))
+				res.Hint = "Power BI accepted the request but did not run it (it drops requests that arrive in bursts); the next run will try again"
+				return
+			}
+			if seen {
+				res.fail(Lost, fmt.Errorf("refresh %s disappeared from the dataset's history", rf.ID))
+				return
+			}
+		} else {
+			seen = true
+			res.ServiceStart, res.ServiceEnd = st.Start, st.End
+			res.Attempts, res.ServiceException, res.Messages = st.Attempts, st.ServiceException, st.Messages
+		}
+		if st.Terminal() {
+			res.Outcome = st.Outcome
+			if st.Outcome != Completed {
+				res.Err = fmt.Errorf("refresh %s ended %s", rf.ID, st.State)
+				res.Error = res.Err.Error()
+				if st.Extended != "" && !strings.EqualFold(st.Extended, st.State) {
+					res.Error += " (" + st.Extended + ")"
+				}
+				res.Hint = outcomeHint(st)
+			}
+			return
+		}
+		if !clk.Now().Before(deadline) {
+			c.timeout(ctx, rf, p, res)
+			return
+		}
+	}
+}
+
+// timeout ends a run at its deadline: cancel our own enhanced refresh, or
+// leave it.
+func (c *Client) timeout(ctx context.Context, rf Refresh, p Policy, res *Result) {
+	res.Outcome = TimedOut
+	res.Err = fmt.Errorf("refresh %s did not end within %s", rf.ID, p.Timeout)
+	res.Error = res.Err.Error()
+	res.Hint = "raise the job's timeout, or look at why the refresh takes longer than usual"
+	switch {
+	case p.OnTimeout == "cancel" && rf.Enhanced:
+		// A short grace for the DELETE itself, past the run's deadline.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		err := c.Cancel(cctx, rf, c.clock().Now().Add(time.Minute))
+		switch {
+		case err == nil:
+			res.Note = "cancelled at the deadline"
+		case errors.Is(err, ErrFinished):
+			res.Note = "it finished just as the deadline passed"
+		default:
+			res.Note = "cancel at the deadline failed: " + err.Error()
+		}
+		c.log().Info("refresh cancelled at the deadline", "refresh_id", rf.ID, "note", res.Note)
+	case p.OnTimeout == "cancel":
+		res.Note = "classic refreshes cannot be cancelled; it keeps running in Power BI"
+	default:
+		res.Note = "left running in Power BI (on_timeout: leave)"
+	}
+}
+
+func outcomeHint(st Status) string {
+	switch st.Outcome {
+	case Failed:
+		if strings.Contains(st.ServiceException, "Credentials") {
+			return "a data source's credentials are missing or invalid: update them in the dataset's settings (Data source credentials)"
+		}
+		return "see the service's error above and the dataset's refresh history in the Power BI portal"
+	case TimedOut:
+		return "the service's per-attempt timeout passed: raise refresh.timeout or refresh fewer objects"
+	case Cancelled:
+		return "someone or something cancelled the refresh in Power BI"
+	case Disabled:
+		return "the refresh was disabled (selective refresh); check the dataset's settings"
+	}
+	return ""
+}
+
+// waitForeign follows someone else's running refresh, by its requestId in
+// the history, until it ends; it never cancels it.
+func (c *Client) waitForeign(ctx context.Context, ds Dataset, p Policy, deadline time.Time, res *Result) error {
+	clk := c.clock()
+	var foreign string
+	for polls := 0; ; polls++ {
+		if !clk.Now().Before(deadline) {
+			return errDeadline
+		}
+		entries, err := c.History(ctx, ds, 5, deadline)
+		if err != nil {
+			return err
+		}
+		running := ""
+		for _, e := range entries {
+			if o, _ := outcomeOf(e.Status, e.ExtendedStatus); o == Running && e.Start.Before(clk.Now()) {
+				running = e.RequestID
+				break
+			}
+		}
+		if running == "" && polls > 0 {
+			c.log().Info("the other refresh has ended", "dataset_id", ds.DatasetID, "other_refresh_id", foreign)
+			return nil
+		}
+		if running != "" && running != foreign {
+			foreign = running
+			res.Note = "waited for refresh " + foreign + " started by someone else"
+		}
+		wait := min(max(p.MinInterval, 5*time.Second), max(p.MaxInterval, p.MinInterval))
+		if clk.Now().Add(wait).After(deadline) {
+			wait = deadline.Sub(clk.Now())
+		}
+		if err := clk.Sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}

@@ -302,8 +302,14 @@ func (e *Emulator) middleware(rt route) http.Handler {
 				}
 			}
 			if f.Reset {
+				if f.AfterHandler {
+					rec := &discardWriter{header: http.Header{}}
+					rt.fn(rec, r, c)
+					entry.Error = fmt.Sprintf("handled (status %d), then connection reset (injected)", rec.status)
+				} else {
+					entry.Error = "connection reset (injected)"
+				}
 				entry.Status = 0
-				entry.Error = "connection reset (injected)"
 				// ErrAbortHandler makes net/http drop the connection (HTTP/1)
 				// or reset the stream (HTTP/2) without logging a panic.
 				panic(http.ErrAbortHandler)
@@ -492,4 +498,24 @@ func jsonUnmarshalStrict(b []byte, v any) error {
 		return errors.New("trailing data after the JSON value")
 	}
 	return nil
+}
+
+// discardWriter lets a handler run to completion without an answer
+// reaching the client (after_handler faults).
+type discardWriter struct {
+	header http.Header
+	status int
+}
+
+func (d *discardWriter) Header() http.Header { return d.header }
+func (d *discardWriter) Write(b []byte) (int, error) {
+	if d.status == 0 {
+		d.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (d *discardWriter) WriteHeader(code int) {
+	if d.status == 0 {
+		d.status = code
+	}
 }

@@ -221,9 +221,12 @@ type Fault struct {
 	Status   int     `yaml:"status" json:"status"` // e.g. 500, 503; 0 = no status fault
 	// RetryAfter adds a Retry-After header to status faults.
 	RetryAfter int      `yaml:"retry_after" json:"retry_after"`
-	Latency    Duration `yaml:"latency" json:"latency"`     // added before answering (wall time)
-	Reset      bool     `yaml:"reset" json:"reset"`         // drop the connection instead of answering
-	SlowBody   Duration `yaml:"slow_body" json:"slow_body"` // spread the body over this long (wall time)
+	Latency    Duration `yaml:"latency" json:"latency"` // added before answering (wall time)
+	Reset      bool     `yaml:"reset" json:"reset"`     // drop the connection instead of answering
+	// AfterHandler (with reset) processes the request first, then drops the
+	// connection: the client cannot tell whether it took effect.
+	AfterHandler bool     `yaml:"after_handler" json:"after_handler"`
+	SlowBody     Duration `yaml:"slow_body" json:"slow_body"` // spread the body over this long (wall time)
 }
 
 // Throttle limits Power BI requests per caller (tenant + principal) with a
@@ -715,6 +718,9 @@ func (f *Fault) validate(path string) []error {
 	}
 	if f.Count < 0 {
 		bad(path+".count", "must not be negative")
+	}
+	if f.AfterHandler && !f.Reset {
+		bad(path+".after_handler", "goes with reset: true")
 	}
 	return errs
 }

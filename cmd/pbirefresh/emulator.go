@@ -101,7 +101,9 @@ func (c *emulatorCmd) Close() error {
 
 var slugRE = regexp.MustCompile(`[^a-z0-9]+`)
 
-func slug(s string) string { return strings.Trim(slugRE.ReplaceAllString(strings.ToLower(s), "-"), "-") }
+func slug(s string) string {
+	return strings.Trim(slugRE.ReplaceAllString(strings.ToLower(s), "-"), "-")
+}
 
 // emulatorConfig renders a configuration for a running emulator: cloud
 // custom with its endpoints, its CA, one credential per app that belongs to

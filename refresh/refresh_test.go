@@ -1,0 +1,404 @@
+package refresh_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbirefresh/pbirefresh/emulator"
+	"github.com/pbirefresh/pbirefresh/refresh"
+)
+
+func TestClassicAndEnhanced(t *testing.T) {
+	h := setup(t, nil)
+	ctx := context.Background()
+	res := h.client.Run(ctx, ds(salesWS, salesDS), refresh.Options{Enhanced: true, Type: "Full", RetryCount: ptr(1),
+		Objects: []refresh.Object{{Table: "Sales", Partition: "Sales-2026"}}}, jobPolicy(time.Hour), nil)
+	if res.Outcome != refresh.Completed || res.RefreshID == "" || res.Polls == 0 {
+		t.Fatalf("enhanced: %+v", res)
+	}
+	res2 := h.client.Run(ctx, ds(teamWS, teamDS), refresh.Options{NotifyOption: "NoNotification"}, jobPolicy(time.Hour), nil)
+	if res2.Outcome != refresh.Completed {
+		t.Fatalf("classic: %+v", res2)
+	}
+	posts := h.requests("refresh.post")
+	if len(posts) != 2 {
+		t.Fatalf("%d POSTs", len(posts))
+	}
+	var enh, classic map[string]any
+	json.Unmarshal([]byte(posts[0].Body), &enh)
+	json.Unmarshal([]byte(posts[1].Body), &classic)
+	if enh["notifyOption"] != nil || enh["type"] != "Full" || enh["retryCount"] != 1.0 || len(classic) != 1 || classic["notifyOption"] != "NoNotification" {
+		t.Fatalf("bodies: enhanced %v, classic %v", enh, classic)
+	}
+	// Enhanced refreshes are followed on the details endpoint, classic ones
+	// in the history, each by the id its POST returned.
+	for _, r := range h.requests("refresh.details") {
+		if r.RefreshID != res.RefreshID {
+			t.Errorf("details polled for %s, not our %s", r.RefreshID, res.RefreshID)
+		}
+	}
+	if posts[0].RefreshID != res.RefreshID || posts[1].RefreshID != res2.RefreshID {
+		t.Errorf("ids: POSTs created %s, %s; runs followed %s, %s", posts[0].RefreshID, posts[1].RefreshID, res.RefreshID, res2.RefreshID)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestOutcomes(t *testing.T) {
+	h := setup(t, nil)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		ds      string
+		opts    refresh.Options
+		want    refresh.Outcome
+		hintHas string
+	}{
+		{"failed", financeDS, enhanced(), refresh.Failed, "credentials"},
+		{"retries exhausted", inventoryDS, refresh.Options{Enhanced: true, RetryCount: ptr(0)}, refresh.Failed, ""},
+		{"retry recovers", inventoryDS, refresh.Options{Enhanced: true, RetryCount: ptr(1)}, refresh.Completed, ""},
+		{"service timeout", salesDS, refresh.Options{Enhanced: true, Timeout: "00:00:01"}, refresh.TimedOut, "timeout"},
+		{"disabled", archiveDS, enhanced(), refresh.Disabled, "disabled"},
+		{"classic failed", financeDS, refresh.Options{}, refresh.Failed, "credentials"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := h.client.Run(ctx, ds(salesWS, tc.ds), tc.opts, jobPolicy(time.Hour), nil)
+			if res.Outcome != tc.want {
+				t.Fatalf("outcome %s, want %s: %+v", res.Outcome, tc.want, res)
+			}
+			if tc.want != refresh.Completed && (res.Err == nil || !strings.Contains(strings.ToLower(res.Hint), tc.hintHas)) {
+				t.Fatalf("error %v hint %q, want a hint about %q", res.Err, res.Hint, tc.hintHas)
+			}
+			if tc.ds == financeDS && !strings.Contains(res.ServiceException, "ModelRefreshFailed_CredentialsNotSpecified") {
+				t.Errorf("service exception not carried: %q", res.ServiceException)
+			}
+		})
+	}
+}
+
+func TestCancelledBySomeoneElse(t *testing.T) {
+	h := setup(t, func(sc *emulator.Scenario) {
+		sc.Workspaces[0].Datasets[0].Behaviour.Duration = emulator.DurationDist{Min: emulator.Duration(time.Hour), Max: emulator.Duration(time.Hour)}
+	})
+	tok := h.pbiToken()
+	cancelled := false
+	res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(3*time.Hour), func(rf refresh.Refresh, st refresh.Status, polls int) {
+		if st.Found && !cancelled {
+			cancelled = true
+			req, _ := http.NewRequest("DELETE", h.emu.URL()+"/v1.0/myorg/groups/"+salesWS+"/datasets/"+salesDS+"/refreshes/"+rf.ID, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			if r, err := h.hc.Do(req); err != nil || r.StatusCode != 200 {
+				t.Fatalf("cancel as someone else: %v", err)
+			}
+		}
+	})
+	if res.Outcome != refresh.Cancelled || res.Err == nil {
+		t.Fatalf("a refresh cancelled by someone else must not look like success: %+v", res)
+	}
+	if n := len(h.requests("refresh.cancel")); n != 1 {
+		t.Errorf("%d DELETEs; only the foreign one expected", n)
+	}
+}
+
+func TestThreeHourRefreshWithOneHourTokens(t *testing.T) {
+	h := setup(t, func(sc *emulator.Scenario) {
+		sc.Workspaces[0].Datasets[0].Behaviour.Duration = emulator.DurationDist{Min: emulator.Duration(3 * time.Hour), Max: emulator.Duration(3 * time.Hour)}
+	})
+	res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(4*time.Hour), nil)
+	if res.Outcome != refresh.Completed {
+		t.Fatalf("%+v", res)
+	}
+	if n := h.cred.Tokens(); n < 3 || n > 5 {
+		t.Errorf("%d tokens over 3 h of 1 h tokens, want 3 to 5", n)
+	}
+	// Renewed before expiry: Power BI never saw an expired token.
+	for _, r := range h.emu.Requests() {
+		if strings.HasPrefix(r.Operation, "refresh.") && r.Status == 401 {
+			t.Fatalf("a request went out with an expired token at %s", r.Time)
+		}
+	}
+	t.Logf("3 h refresh: %d polls, %d tokens", res.Polls, h.cred.Tokens())
+}
+
+func TestSecretRotatedMidRun(t *testing.T) {
+	h := setup(t, func(sc *emulator.Scenario) {
+		sc.Workspaces[0].Datasets[0].Behaviour.Duration = emulator.DurationDist{Min: emulator.Duration(3 * time.Hour), Max: emulator.Duration(3 * time.Hour)}
+	})
+	h.store.TTL = 24 * time.Hour // keep the old value cached: only the token service's refusal can refresh it
+	rotated := false
+	res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(4*time.Hour), func(rf refresh.Refresh, st refresh.Status, polls int) {
+		if !rotated && h.clock.Now().Sub(t0) > 90*time.Minute {
+			rotated = true
+			// The operator rotates: a new secret in the app and in the vault;
+			// the old one stops working at once.
+			h.emu.RotateSecret("pbi-secret", "rotated-secret-value")
+			h.emu.SetAppSecrets(appID, emulator.Secret{Value: "rotated-secret-value"})
+		}
+	})
+	if res.Outcome != refresh.Completed || !rotated {
+		t.Fatalf("rotated=%v %+v", rotated, res)
+	}
+	ref := h.emu.VaultURL() + "/secrets/pbi-secret"
+	if n := h.store.Reads(ref); n != 2 {
+		t.Errorf("vault read %d times, want 2 (start, and once after the refusal)", n)
+	}
+	refusals := 0
+	for _, r := range h.requests("token") {
+		if r.Status == 401 {
+			refusals++
+		}
+	}
+	if refusals != 1 || !strings.Contains(h.logs.String(), "token service refused the secret; reading it again") {
+		t.Errorf("%d refusals; logs: %s", refusals, h.logs.String())
+	}
+}
+
+func TestHistoryLagAndLost(t *testing.T) {
+	t.Run("lag within grace", func(t *testing.T) {
+		h := setup(t, func(sc *emulator.Scenario) { sc.Settings.HistoryDelay = emulator.Duration(40 * time.Second) })
+		for _, opts := range []refresh.Options{{}, enhanced()} {
+			res := h.client.Run(context.Background(), ds(salesWS, salesDS), opts, jobPolicy(time.Hour), nil)
+			if res.Outcome != refresh.Completed {
+				t.Fatalf("enhanced=%v: %+v", opts.Enhanced, res)
+			}
+		}
+	})
+	t.Run("dropped is lost", func(t *testing.T) {
+		h := setup(t, func(sc *emulator.Scenario) {
+			sc.Workspaces[0].Datasets[0].Behaviour.DropBurst = &emulator.Burst{Limit: 1, Window: emulator.Duration(time.Hour)}
+		})
+		first := h.client.Run(context.Background(), ds(salesWS, salesDS), refresh.Options{}, jobPolicy(time.Hour), nil)
+		if first.Outcome != refresh.Completed {
+			t.Fatalf("first: %+v", first)
+		}
+		for _, opts := range []refresh.Options{{}, enhanced()} {
+			began := h.clock.Now()
+			res := h.client.Run(context.Background(), ds(salesWS, salesDS), opts, jobPolicy(time.Hour), nil)
+			if res.Outcome != refresh.Lost || res.Hint == "" {
+				t.Fatalf("enhanced=%v: %+v", opts.Enhanced, res)
+			}
+			if el := h.clock.Now().Sub(began); el > 3*time.Minute {
+				t.Errorf("lost only after %s; the grace is 2 min", el)
+			}
+		}
+	})
+}
+
+// TestRetryAfterHonoured: under a 429 storm no request goes out before the
+// Retry-After it was given has passed.
+func TestRetryAfterHonoured(t *testing.T) {
+	h := setup(t, func(sc *emulator.Scenario) {
+		sc.Throttle = &emulator.Throttle{Limit: 2, Window: emulator.Duration(3 * time.Minute)}
+		sc.Workspaces[0].Datasets[0].Behaviour.Duration = emulator.DurationDist{Min: emulator.Duration(40 * time.Minute), Max: emulator.Duration(40 * time.Minute)}
+	})
+	h.emu.Storm(5 * time.Minute)
+	fast := jobPolicy(2 * time.Hour)
+	fast.MaxInterval = 10 * time.Second // poll faster than the limit allows
+	res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), fast, nil)
+	if res.Outcome != refresh.Completed {
+		t.Fatalf("%+v", res)
+	}
+	var notBefore time.Time
+	throttled := 0
+	for _, r := range h.emu.Requests() {
+		if !strings.HasPrefix(r.Path, "/v1.0/") {
+			continue
+		}
+		if r.Time.Before(notBefore) {
+			t.Fatalf("%s %s at %s, before the Retry-After ended at %s", r.Method, r.Path, r.Time, notBefore)
+		}
+		if r.Status == 429 {
+			throttled++
+			notBefore = r.Time.Add(time.Duration(r.RetryAfter) * time.Second)
+		}
+	}
+	if throttled < 5 {
+		t.Fatalf("only %d throttled answers; the test needs several", throttled)
+	}
+	t.Logf("%d throttled answers, all Retry-Afters honoured", throttled)
+	// Throttled past the deadline: could not follow (an error, not success).
+	h.emu.Storm(10 * time.Hour)
+	res = h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(30*time.Minute), nil)
+	if res.Outcome != refresh.Error || !errors.Is(res.Err, refresh.ErrThrottled) || res.Hint == "" {
+		t.Fatalf("throttled past the deadline: %+v", res)
+	}
+}
+
+func TestTransientFaults(t *testing.T) {
+	t.Run("5xx bursts on polls", func(t *testing.T) {
+		h := setup(t, nil)
+		h.emu.SetFaults(emulator.Fault{Endpoint: "refresh.details", Status: 503, Count: 4}, emulator.Fault{Endpoint: "refresh.history", Status: 500, Count: 2})
+		res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
+		if res.Outcome != refresh.Completed {
+			t.Fatalf("%+v", res)
+		}
+	})
+	for _, f := range []emulator.Fault{
+		{Endpoint: "refresh.post", Status: 503, Count: 1},                     // not processed
+		{Endpoint: "refresh.post", Reset: true, Count: 1},                     // not processed, no answer
+		{Endpoint: "refresh.post", Reset: true, AfterHandler: true, Count: 1}, // processed, no answer
+	} {
+		t.Run("ambiguous POST "+describe(f), func(t *testing.T) {
+			h := setup(t, nil)
+			h.emu.SetFaults(f)
+			res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
+			if res.Outcome != refresh.Completed {
+				t.Fatalf("%+v", res)
+			}
+			// Exactly one refresh was started, whatever the fault.
+			started := map[string]bool{}
+			for _, r := range h.requests("refresh.post") {
+				if r.RefreshID != "" {
+					started[r.RefreshID] = true
+				}
+			}
+			if len(started) != 1 || !started[res.RefreshID] {
+				t.Fatalf("refreshes started %v, followed %s", started, res.RefreshID)
+			}
+		})
+	}
+}
+
+func describe(f emulator.Fault) string {
+	switch {
+	case f.AfterHandler:
+		return "processed then reset"
+	case f.Reset:
+		return "reset"
+	}
+	return "503"
+}
+
+func TestBusy(t *testing.T) {
+	for _, tc := range []struct {
+		whenBusy string
+		want     refresh.Outcome
+	}{{"wait", refresh.Completed}, {"skip", refresh.Skipped}, {"fail", refresh.Error}} {
+		t.Run(tc.whenBusy, func(t *testing.T) {
+			h := setup(t, nil)
+			foreign, err := h.emu.StartExternalRefresh(salesDS, "Scheduled", 20*time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := jobPolicy(time.Hour)
+			p.WhenBusy = tc.whenBusy
+			res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), p, nil)
+			if res.Outcome != tc.want {
+				t.Fatalf("%+v", res)
+			}
+			if tc.whenBusy == "fail" && !errors.Is(res.Err, refresh.ErrBusy) {
+				t.Errorf("error %v is not ErrBusy", res.Err)
+			}
+			if tc.whenBusy == "wait" {
+				if !strings.Contains(res.Note, foreign) || h.clock.Now().Sub(t0) < 20*time.Minute {
+					t.Errorf("did not wait for %s: %+v", foreign, res)
+				}
+			}
+			// Nothing foreign was cancelled, ever.
+			if n := len(h.requests("refresh.cancel")); n != 0 {
+				t.Fatalf("%d DELETEs during a busy dataset", n)
+			}
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	long := func(sc *emulator.Scenario) {
+		sc.Workspaces[0].Datasets[0].Behaviour.Duration = emulator.DurationDist{Min: emulator.Duration(5 * time.Hour), Max: emulator.Duration(5 * time.Hour)}
+	}
+	for _, tc := range []struct {
+		name      string
+		onTimeout string
+		opts      refresh.Options
+		deletes   int
+		status    string
+	}{
+		{"cancel our enhanced refresh", "cancel", enhanced(), 1, "Cancelled"},
+		{"leave it", "leave", enhanced(), 0, "Unknown"},
+		{"classic cannot be cancelled", "cancel", refresh.Options{}, 0, "Unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := setup(t, long)
+			p := jobPolicy(30 * time.Minute)
+			p.OnTimeout = tc.onTimeout
+			res := h.client.Run(context.Background(), ds(salesWS, salesDS), tc.opts, p, nil)
+			if res.Outcome != refresh.TimedOut || res.Note == "" {
+				t.Fatalf("%+v", res)
+			}
+			dels := h.requests("refresh.cancel")
+			if len(dels) != tc.deletes {
+				t.Fatalf("%d DELETEs, want %d", len(dels), tc.deletes)
+			}
+			for _, d := range dels {
+				if d.RefreshID != res.RefreshID {
+					t.Fatalf("cancelled %s, not our %s", d.RefreshID, res.RefreshID)
+				}
+			}
+			entries, err := h.client.History(context.Background(), ds(salesWS, salesDS), 1, h.clock.Now().Add(time.Hour))
+			if err != nil || entries[0].Status != tc.status {
+				t.Fatalf("history after timeout: %+v %v", entries, err)
+			}
+		})
+	}
+}
+
+func TestHints(t *testing.T) {
+	ctx := context.Background()
+	t.Run("not a workspace member", func(t *testing.T) {
+		h := setup(t, nil)
+		res := h.client.Run(ctx, ds(restrictedWS, payrollDS), enhanced(), jobPolicy(time.Hour), nil)
+		var api *refresh.APIError
+		if res.Outcome != refresh.Error || !errors.As(res.Err, &api) || api.Status != 404 || !strings.Contains(res.Hint, "add the service principal to the workspace") {
+			t.Fatalf("%+v", res)
+		}
+	})
+	t.Run("tenant switch off", func(t *testing.T) {
+		h := setup(t, nil)
+		h.emu.SetTenantSwitches(tenantID, false, false)
+		res := h.client.Run(ctx, ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
+		if res.Outcome != refresh.Error || !strings.Contains(res.Hint, "Allow service principals to use Power BI APIs") {
+			t.Fatalf("%+v", res)
+		}
+	})
+	t.Run("wrong secret in the vault", func(t *testing.T) {
+		h := setup(t, nil)
+		h.emu.RotateSecret("pbi-secret", "the-secret-id-not-its-value")
+		res := h.client.Run(ctx, ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
+		var ae *refresh.AuthError
+		if res.Outcome != refresh.Error || !errors.As(res.Err, &ae) || ae.Code != 7000215 || !strings.Contains(res.Hint, "not its Secret ID") {
+			t.Fatalf("%+v", res)
+		}
+	})
+	t.Run("vault denies the daemon", func(t *testing.T) {
+		h := setup(t, nil)
+		h.emu.SetVaultAccess() // nobody holds Key Vault Secrets User
+		res := h.client.Run(ctx, ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
+		if res.Outcome != refresh.Error || !strings.Contains(res.Hint, "Key Vault Secrets User") {
+			t.Fatalf("%+v", res)
+		}
+	})
+	t.Run("shared capacity quota", func(t *testing.T) {
+		h := setup(t, nil)
+		for i := 0; i < 8; i++ {
+			if res := h.client.Run(ctx, ds(teamWS, teamDS), refresh.Options{}, jobPolicy(time.Hour), nil); res.Outcome != refresh.Completed {
+				t.Fatalf("refresh %d: %+v", i, res)
+			}
+		}
+		res := h.client.Run(ctx, ds(teamWS, teamDS), refresh.Options{}, jobPolicy(time.Hour), nil)
+		if res.Outcome != refresh.Error || !errors.Is(res.Err, refresh.ErrQuota) || !strings.Contains(res.Hint, "8 refreshes a day") {
+			t.Fatalf("%+v", res)
+		}
+	})
+	t.Run("enhanced on shared capacity", func(t *testing.T) {
+		h := setup(t, nil)
+		res := h.client.Run(ctx, ds(teamWS, teamDS), enhanced(), jobPolicy(time.Hour), nil)
+		if res.Outcome != refresh.Error || !strings.Contains(res.Hint, "Premium") {
+			t.Fatalf("%+v", res)
+		}
+	})
+}

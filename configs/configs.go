@@ -313,6 +313,8 @@ func decodeError(name string, root *yaml.Node, err error) error {
 	}
 	var errs []error
 	for _, m := range msgs {
+		// One problem per line: yaml.v3 quotes values, newlines and all.
+		m = strings.Join(strings.Fields(m), " ")
 		sm := yamlLineRE.FindStringSubmatch(m)
 		if sm == nil {
 			errs = append(errs, &Error{Msg: name + ": " + strings.TrimPrefix(m, "yaml: "), Fix: "fix the YAML"})

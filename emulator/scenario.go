@@ -380,8 +380,14 @@ func ParseScenario(name string, b []byte) (*Scenario, error) {
 	return sc, nil
 }
 
+// cleanYAMLError keeps one problem per line (yaml.v3 quotes values,
+// newlines and all).
 func cleanYAMLError(err error) string {
-	return strings.TrimPrefix(err.Error(), "yaml: ")
+	lines := strings.Split(strings.TrimPrefix(err.Error(), "yaml: "), "\n  ")
+	for i, l := range lines {
+		lines[i] = strings.Join(strings.Fields(l), " ")
+	}
+	return strings.Join(lines, "\n")
 }
 
 // recordPositions maps paths like "workspaces[0].datasets[1].id" to line:col.

@@ -474,8 +474,8 @@ type Outcome string
 
 // Outcomes. Completed is the only success; Failed, Cancelled, Disabled,
 // TimedOut and Lost are distinct failures of the refresh; Skipped is a run
-// that did not start by policy; Error means it could not be started or
-// followed.
+// that did not start by policy; QuotaExceeded and Error mean it could not
+// be started (or followed).
 const (
 	Running   Outcome = "running"
 	Completed Outcome = "completed"
@@ -485,7 +485,10 @@ const (
 	TimedOut  Outcome = "timed_out"
 	Lost      Outcome = "lost"
 	Skipped   Outcome = "skipped"
-	Error     Outcome = "error"
+	// QuotaExceeded: shared capacity's 8 refreshes a day are used up; the
+	// refresh was not started.
+	QuotaExceeded Outcome = "quota_exceeded"
+	Error         Outcome = "error"
 )
 
 // Status is one observation of a refresh.
@@ -627,8 +630,8 @@ func (c *Client) Cancel(ctx context.Context, rf Refresh, deadline time.Time) err
 }
 
 // expected estimates a dataset's refresh duration from the completed
-// refreshes in its recent history: the median, and half the range.
-func expected(entries []HistoryEntry) (median, spread time.Duration) {
+// refreshes in its recent history: the median, and the fastest.
+func expected(entries []HistoryEntry) (median, fastest time.Duration) {
 	var ds []time.Duration
 	for _, e := range entries {
 		if strings.EqualFold(e.Status, "Completed") && !e.End.IsZero() && e.End.After(e.Start) {
@@ -639,7 +642,7 @@ func expected(entries []HistoryEntry) (median, spread time.Duration) {
 		return 0, 0
 	}
 	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[len(ds)/2], (ds[len(ds)-1] - ds[0]) / 2
+	return ds[len(ds)/2], ds[0]
 }
 
 // CheckWorkspace confirms the caller can see a workspace.

@@ -77,7 +77,7 @@ func (s *syncBuffer) String() string {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	emu    *emulator.Emulator
 	clock  fakeClock
 	hc     *http.Client
@@ -112,7 +112,7 @@ func (v vaultCredential) GetToken(ctx context.Context, _ policy.TokenRequestOpti
 	return azcore.AccessToken{Token: body.AccessToken, ExpiresOn: time.Now().Add(time.Second)}, nil
 }
 
-func setup(t *testing.T, edit func(*emulator.Scenario)) *harness {
+func setup(t testing.TB, edit func(*emulator.Scenario)) *harness {
 	t.Helper()
 	sc, err := emulator.ParseScenario("demo.yaml", emulator.DemoScenarioYAML())
 	if err != nil {

@@ -17,16 +17,16 @@ func (f Fixed) Next(time.Duration, int) time.Duration { return time.Duration(f) 
 
 // Adaptive polls soon after the start (to catch instant failures and the
 // history lag), then, when the dataset's recent durations give an expected
-// end, coasts to just before the earliest likely end and polls densely
-// (3% of the expected duration) until the refresh ends, loosening if it
-// overruns. Without history it backs off geometrically (a sixth of the
-// elapsed time), so the detection lag stays a small share of the duration.
-// Every interval stays within [Min, Max].
+// end, coasts to just before the fastest recent run would have ended and
+// polls densely (2% of the expected duration) until the refresh ends,
+// loosening by a tenth of any overrun. Without history it backs off
+// geometrically (a sixth of the elapsed time), so the detection lag stays
+// a small share of the duration. Every interval stays within [Min, Max].
 type Adaptive struct {
 	Min, Max time.Duration
-	// Expected is the median recent duration (0: unknown); Spread is half
-	// the range of recent durations.
-	Expected, Spread time.Duration
+	// Expected is the median recent duration (0: unknown); Fastest is the
+	// shortest recent one.
+	Expected, Fastest time.Duration
 }
 
 // Next implements Poller.
@@ -38,12 +38,15 @@ func (a Adaptive) Next(elapsed time.Duration, polls int) time.Duration {
 	if a.Expected <= 0 {
 		return clamp(elapsed / 6)
 	}
-	earliest := a.Expected - max(a.Spread, a.Expected/20)
-	if elapsed < earliest {
+	fastest := a.Fastest
+	if fastest <= 0 || fastest > a.Expected {
+		fastest = a.Expected
+	}
+	if earliest := fastest * 95 / 100; elapsed < earliest {
 		return clamp(earliest - elapsed)
 	}
-	dense := a.Expected * 3 / 100
-	if over := elapsed - a.Expected - a.Spread; over > 0 {
+	dense := a.Expected / 50
+	if over := elapsed - a.Expected; over > 0 {
 		dense += over / 10
 	}
 	return clamp(dense)

@@ -2,9 +2,18 @@ package refresh_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"log/slog"
+	"math/big"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -390,7 +399,7 @@ func TestHints(t *testing.T) {
 			}
 		}
 		res := h.client.Run(ctx, ds(teamWS, teamDS), refresh.Options{}, jobPolicy(time.Hour), nil)
-		if res.Outcome != refresh.Error || !errors.Is(res.Err, refresh.ErrQuota) || !strings.Contains(res.Hint, "8 refreshes a day") {
+		if res.Outcome != refresh.QuotaExceeded || !errors.Is(res.Err, refresh.ErrQuota) || !strings.Contains(res.Hint, "8 refreshes a day") {
 			t.Fatalf("%+v", res)
 		}
 	})
@@ -401,4 +410,59 @@ func TestHints(t *testing.T) {
 			t.Fatalf("%+v", res)
 		}
 	})
+}
+
+func TestCertificateAndPasswordCredentials(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pbirefresh"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	file := filepath.Join(t.TempDir(), "app.pem")
+	os.WriteFile(file, append(certPEM, keyPEM...), 0o600)
+
+	h := setup(t, func(sc *emulator.Scenario) { sc.Apps[0].Certificates = []string{string(certPEM)} })
+	auth := refresh.Authority{Host: h.emu.AuthorityHost(), Scope: pbiScope}
+	cert := refresh.NewCertificateCredential("cert", tenantID, appID, file, auth, h.hc)
+	cert.Clock = h.clock
+	c := refresh.NewClient(h.emu.PowerBIURL(), h.hc, cert)
+	c.Clock = h.clock
+	if res := c.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil); res.Outcome != refresh.Completed {
+		t.Fatalf("certificate: %+v", res)
+	}
+	missing := refresh.NewCertificateCredential("cert", tenantID, appID, file+".missing", auth, h.hc)
+	if _, err := missing.Token(context.Background()); err == nil || !strings.Contains(hintOf(err), "certificate.file") {
+		t.Fatalf("missing certificate: %v (hint %q)", err, hintOf(err))
+	}
+
+	// The legacy password flow, for alice (a Member of Sales).
+	h.store.Getenv = func(k string) string {
+		return map[string]string{"ALICE_PW": "demo-password", "BOB_PW": "demo-password"}[k]
+	}
+	user := refresh.NewPasswordCredential("alice", tenantID, "c0ffee00-0000-4000-8000-0000000000a4", "alice@contoso.onmicrosoft.com", "env:ALICE_PW", h.store, auth, h.hc)
+	user.Clock, user.Logger = h.clock, slog.New(slog.NewTextHandler(h.logs, nil))
+	c = refresh.NewClient(h.emu.PowerBIURL(), h.hc, user)
+	c.Clock = h.clock
+	if res := c.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil); res.Outcome != refresh.Completed {
+		t.Fatalf("password flow: %+v", res)
+	}
+	if n := strings.Count(h.logs.String(), "the password flow is legacy"); n != 1 {
+		t.Errorf("legacy warning logged %d times, want once", n)
+	}
+	mfa := refresh.NewPasswordCredential("bob", tenantID, "c0ffee00-0000-4000-8000-0000000000a4", "bob@contoso.onmicrosoft.com", "env:BOB_PW", h.store, auth, h.hc)
+	var ae *refresh.AuthError
+	if _, err := mfa.Token(context.Background()); !errors.As(err, &ae) || ae.Code != 50076 || !strings.Contains(ae.Hint(), "multi-factor") {
+		t.Fatalf("MFA user: %v", err)
+	}
+}
+
+func hintOf(err error) string {
+	var h interface{ Hint() string }
+	if errors.As(err, &h) {
+		return h.Hint()
+	}
+	return ""
 }

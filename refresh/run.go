@@ -74,13 +74,17 @@ func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, pr
 		res.fail(Error, err)
 		return res
 	}
-	exp, spread := expected(hist)
+	exp, fastest := expected(hist)
 
 	var rf Refresh
 	for {
 		rf, err = c.Start(ctx, ds, opts, deadline)
 		if err == nil {
 			break
+		}
+		if errors.Is(err, ErrQuota) {
+			res.fail(QuotaExceeded, err)
+			return res
 		}
 		if !errors.Is(err, ErrBusy) {
 			res.fail(Error, err)
@@ -111,7 +115,7 @@ func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, pr
 
 	poller := p.Poller
 	if poller == nil {
-		poller = Adaptive{Min: p.MinInterval, Max: p.MaxInterval, Expected: exp, Spread: spread}
+		poller = Adaptive{Min: p.MinInterval, Max: p.MaxInterval, Expected: exp, Fastest: fastest}
 	}
 	c.follow(ctx, rf, poller, p, deadline, &res, progress)
 	switch res.Outcome {

@@ -98,7 +98,7 @@ func (c *onceCmd) Run(ctx context.Context) error {
 	switch res.Outcome {
 	case refresh.Completed, refresh.Skipped:
 		return nil
-	case refresh.Error:
+	case refresh.Error, refresh.QuotaExceeded:
 		return &exitError{exitCannotWork, &silent{res.Err}}
 	}
 	return &exitError{exitUnsuccess, &silent{res.Err}}

@@ -1,0 +1,113 @@
+package secrets
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestEnvAndFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "pbi-secret")
+	os.WriteFile(good, []byte("file-value\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "empty"), nil, 0o600)
+	s := New(nil, KeyVaultOptions{})
+	s.Getenv = func(k string) string { return map[string]string{"PBI_SECRET": "env-value"}[k] }
+	ctx := context.Background()
+	for _, tc := range []struct {
+		ref, want, errHas, hintHas string
+	}{
+		{ref: "env:PBI_SECRET", want: "env-value"},
+		{ref: "file:" + good, want: "file-value"},
+		{ref: "env:MISSING", errHas: "MISSING is empty or not set", hintHas: "set MISSING"},
+		{ref: "file:" + filepath.Join(dir, "nope"), errHas: "no such file", hintHas: "create"},
+		{ref: "file:/run/credentials/pbirefresh.service/x", errHas: "no such file", hintHas: "LoadCredential="},
+		{ref: "file:" + filepath.Join(dir, "empty"), errHas: "empty", hintHas: "write the secret"},
+		{ref: "https://contoso.vault.azure.net/secrets/x", errHas: "no Azure credential", hintHas: "managed identity"},
+		{ref: "https://contoso.vault.azure.net/keys/x", errHas: "not a secret identifier"},
+		{ref: "ldap:x", errHas: "unknown kind"},
+	} {
+		v, err := s.Secret(ctx, tc.ref)
+		if tc.errHas == "" {
+			if err != nil || v != tc.want {
+				t.Errorf("%s: %q %v", tc.ref, v, err)
+			}
+			continue
+		}
+		var se *Error
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), tc.errHas) || !strings.Contains(se.Hint(), tc.hintHas) {
+			t.Errorf("%s: error %v, hint %q", tc.ref, err, hint(err))
+		}
+	}
+}
+
+func hint(err error) string {
+	var se *Error
+	if errors.As(err, &se) {
+		return se.Hint()
+	}
+	return ""
+}
+
+func TestCacheTTLAndForget(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var reads atomic.Int32
+	s := New(nil, KeyVaultOptions{})
+	s.TTL = time.Hour
+	s.Now = func() time.Time { return now }
+	s.Getenv = func(string) string { reads.Add(1); return "v" + string(rune('0'+reads.Load())) }
+	ctx := context.Background()
+	v1, _ := s.Secret(ctx, "env:X")
+	v2, _ := s.Secret(ctx, "env:X")
+	now = now.Add(59 * time.Minute)
+	v3, _ := s.Secret(ctx, "env:X")
+	if v1 != "v1" || v2 != "v1" || v3 != "v1" || reads.Load() != 1 {
+		t.Fatalf("cached reads: %s %s %s (%d reads)", v1, v2, v3, reads.Load())
+	}
+	now = now.Add(2 * time.Minute)
+	if v, _ := s.Secret(ctx, "env:X"); v != "v2" {
+		t.Fatalf("after the TTL: %s", v)
+	}
+	s.Forget("env:X")
+	if v, _ := s.Secret(ctx, "env:X"); v != "v3" || s.Reads("env:X") != 3 {
+		t.Fatalf("after Forget: %s (%d reads)", v, s.Reads("env:X"))
+	}
+}
+
+func TestConcurrentReadersShareOneRead(t *testing.T) {
+	var reads atomic.Int32
+	release := make(chan struct{})
+	s := New(nil, KeyVaultOptions{})
+	s.ReadFile = func(string) ([]byte, error) { reads.Add(1); <-release; return []byte("v"), nil }
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v, err := s.Secret(context.Background(), "file:/x"); v != "v" || err != nil {
+				t.Errorf("%q %v", v, err)
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("%d reads for 20 concurrent callers", n)
+	}
+}
+
+func TestErrorsNeverHoldTheValue(t *testing.T) {
+	s := New(nil, KeyVaultOptions{})
+	s.ReadFile = func(string) ([]byte, error) { return nil, errors.New("permission denied") }
+	_, err := s.Secret(context.Background(), "file:/etc/secret")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatal(err)
+	}
+}

@@ -28,11 +28,8 @@ func (c *doctorCmd) ParseFlags(args []string) error {
 	fs.SetOutput(c.stderr)
 	fs.StringVar(&c.config, "config", "", "configuration file")
 	fs.StringVar(&c.job, "job", "", "check only this job (and its credential)")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return errHelp
-		}
-		return usageError("doctor: %v", err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	return nil
 }

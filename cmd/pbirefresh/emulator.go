@@ -36,14 +36,8 @@ func (c *emulatorCmd) ParseFlags(args []string) error {
 	fs.StringVar(&c.caOut, "ca-out", "", "write the emulator's CA certificate (PEM) to this file")
 	fs.StringVar(&c.configOut, "config-out", "", "write a pbirefresh config that points at this emulator (needs --ca-out or writes the CA beside it)")
 	fs.BoolVar(&c.fakeClock, "fake-clock", false, "start a fake clock that only POST /_emulator/clock moves")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return errHelp
-		}
-		return usageError("emulator: %v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError("emulator: unexpected argument %q", fs.Arg(0))
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	return nil
 }

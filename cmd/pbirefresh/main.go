@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -116,6 +117,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 var errHelp = errors.New("help requested")
+
+// parseFlags parses a subcommand's flags: -h is not an error, anything
+// else wrong is a usage error (exit 2), and so are stray arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return errHelp
+		}
+		return usageError("%s: %v", fs.Name(), err)
+	}
+	if fs.NArg() > 0 {
+		return usageError("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
 
 const usage = `pbirefresh refreshes Power BI semantic models on schedules.
 

@@ -32,11 +32,8 @@ func (c *onceCmd) ParseFlags(args []string) error {
 	fs.StringVar(&c.config, "config", "", "configuration file")
 	fs.StringVar(&c.job, "job", "", "job name")
 	fs.StringVar(&c.output, "output", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return errHelp
-		}
-		return usageError("once: %v", err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if c.job == "" {
 		return usageError("once: --job is required")

@@ -17,11 +17,8 @@ func (c *validateCmd) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	fs.StringVar(&c.config, "config", "", "configuration file")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return errHelp
-		}
-		return usageError("validate: %v", err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	return nil
 }

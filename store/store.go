@@ -1,0 +1,295 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+// Kinds of run.
+const (
+	Scheduled = "scheduled"
+	CatchUp   = "catch-up"
+	Manual    = "manual"
+)
+
+// Statuses a run passes through. Pending: recorded, POST not yet known to
+// have reached the service. Running: the refresh id is known. The rest are
+// final (the refresh package's outcomes, plus skipped and missed).
+const (
+	Pending = "pending"
+	Running = "running"
+	Missed  = "missed"
+	Skipped = "skipped"
+)
+
+// ErrDuplicate: the (job, slot) pair is already recorded.
+var ErrDuplicate = errors.New("this job's slot is already recorded")
+
+// Error is a store failure with the operator's fix.
+type Error struct {
+	Err  error
+	hint string
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Hint names the fix.
+func (e *Error) Hint() string { return e.hint }
+
+// Run is one recorded run.
+type Run struct {
+	ID        int64     `json:"id"`
+	Job       string    `json:"job"`
+	Slot      time.Time `json:"slot"`
+	Kind      string    `json:"kind"`
+	Status    string    `json:"status"`
+	RefreshID string    `json:"refresh_id,omitempty"`
+	Posted    time.Time `json:"posted,omitzero"`
+	Ended     time.Time `json:"ended,omitzero"`
+	Polls     int       `json:"polls,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	Hint      string    `json:"hint,omitempty"`
+	Note      string    `json:"note,omitempty"`
+}
+
+// migrations[i] brings the schema from version i to i+1.
+var migrations = []string{
+	`CREATE TABLE runs (
+		id         INTEGER PRIMARY KEY,
+		job        TEXT    NOT NULL,
+		slot       INTEGER NOT NULL,   -- Unix nanoseconds, UTC
+		kind       TEXT    NOT NULL,
+		status     TEXT    NOT NULL,
+		refresh_id TEXT    NOT NULL DEFAULT '',
+		posted     INTEGER NOT NULL DEFAULT 0,
+		ended      INTEGER NOT NULL DEFAULT 0,
+		polls      INTEGER NOT NULL DEFAULT 0,
+		error      TEXT    NOT NULL DEFAULT '',
+		hint       TEXT    NOT NULL DEFAULT '',
+		note       TEXT    NOT NULL DEFAULT '',
+		UNIQUE (job, slot)
+	);
+	CREATE INDEX runs_status ON runs (status);
+	CREATE TABLE jobs (
+		name      TEXT PRIMARY KEY,
+		last_slot INTEGER NOT NULL      -- the newest slot decided (run, skipped or missed)
+	);`,
+}
+
+// Store is an open state database. It is safe for concurrent use.
+type Store struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	db   *sql.DB
+	path string
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(path string) (*Store, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return nil, &Error{fmt.Errorf("state path %s is a directory", path), "set state.path to a file, e.g. /var/lib/pbirefresh/state.db"}
+	}
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, &Error{fmt.Errorf("open state %s: %w", path, err), "check state.path"}
+	}
+	// One connection: SQLite serialises writers anyway, and this avoids
+	// SQLITE_BUSY between our own goroutines.
+	db.SetMaxOpenConns(1)
+	s := &Store{db: db, path: path}
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate() error {
+	var version int
+	if err := s.db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
+		return &Error{fmt.Errorf("state %s is not a pbirefresh database: %w", s.path, err),
+			"move the file away (it is left untouched) or set state.path to another file"}
+	}
+	if version > len(migrations) {
+		return &Error{fmt.Errorf("state %s has schema version %d, newer than this pbirefresh supports (%d)", s.path, version, len(migrations)),
+			"run the newer pbirefresh that wrote it, or set state.path to another file; the database is left untouched"}
+	}
+	for v := version; v < len(migrations); v++ {
+		tx, err := s.db.Begin()
+		if err != nil {
+			return &Error{fmt.Errorf("migrate state %s: %w", s.path, err), "check that the state directory is writable"}
+		}
+		if _, err := tx.Exec(migrations[v]); err != nil {
+			tx.Rollback()
+			return &Error{fmt.Errorf("migrate state %s to version %d: %w", s.path, v+1, err), "check that the state directory is writable"}
+		}
+		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return &Error{fmt.Errorf("migrate state %s: %w", s.path, err), ""}
+		}
+		if err := tx.Commit(); err != nil {
+			return &Error{fmt.Errorf("migrate state %s: %w", s.path, err), "check that the state directory is writable"}
+		}
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// insert records a run and advances the job's last slot, in one
+// transaction.
+func (s *Store) insert(ctx context.Context, job string, slot time.Time, kind, status, note string, posted time.Time) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO runs (job, slot, kind, status, posted, note) VALUES (?, ?, ?, ?, ?, ?)`,
+		job, nanos(slot), kind, status, nanos(posted), note)
+	if isUnique(err) {
+		return 0, ErrDuplicate
+	}
+	if err != nil {
+		return 0, err
+	}
+	id, _ := res.LastInsertId()
+	if kind != Manual {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (name, last_slot) VALUES (?, ?)
+			ON CONFLICT (name) DO UPDATE SET last_slot = max(last_slot, excluded.last_slot)`, job, nanos(slot)); err != nil {
+			return 0, err
+		}
+	}
+	return id, tx.Commit()
+}
+
+// Begin records a run about to POST. ErrDuplicate means the slot was
+// already taken: do not trigger it.
+func (s *Store) Begin(ctx context.Context, job string, slot time.Time, kind string) (int64, error) {
+	return s.insert(ctx, job, slot, kind, Pending, "", s.now())
+}
+
+// Record writes a slot decided without a refresh: skipped or missed.
+func (s *Store) Record(ctx context.Context, job string, slot time.Time, kind, status, note string) error {
+	now := s.now()
+	id, err := s.insert(ctx, job, slot, kind, status, note, time.Time{})
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, `UPDATE runs SET ended = ? WHERE id = ?`, nanos(now), id)
+	return err
+}
+
+// SetRefresh records the refresh id of a run: it is now in flight.
+func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE runs SET refresh_id = ?, status = ? WHERE id = ?`, refreshID, Running, id)
+	return err
+}
+
+// Finish writes a run's outcome.
+func (s *Store) Finish(ctx context.Context, id int64, status, refreshID string, polls int, errText, hint, note string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE runs SET status = ?, refresh_id = CASE WHEN ? = '' THEN refresh_id ELSE ? END,
+		ended = ?, polls = polls + ?, error = ?, hint = ?, note = ? WHERE id = ?`,
+		status, refreshID, refreshID, nanos(s.now()), polls, errText, hint, note, id)
+	return err
+}
+
+// LastSlot returns the newest slot decided for a job.
+func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT last_slot FROM jobs WHERE name = ?`, job).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return fromNanos(n), true, nil
+}
+
+const runColumns = `id, job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note`
+
+func scanRuns(rows *sql.Rows) ([]Run, error) {
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		var r Run
+		var slot, posted, ended int64
+		if err := rows.Scan(&r.ID, &r.Job, &slot, &r.Kind, &r.Status, &r.RefreshID, &posted, &ended, &r.Polls, &r.Error, &r.Hint, &r.Note); err != nil {
+			return nil, err
+		}
+		r.Slot, r.Posted, r.Ended = fromNanos(slot), fromNanos(posted), fromNanos(ended)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// InFlight returns the runs that started but have no outcome: pending (the
+// POST may or may not have reached the service) and running.
+func (s *Store) InFlight(ctx context.Context) ([]Run, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+runColumns+` FROM runs WHERE status IN (?, ?) ORDER BY id`, Pending, Running)
+	if err != nil {
+		return nil, err
+	}
+	return scanRuns(rows)
+}
+
+// Runs returns a job's runs (all jobs when job is ""), newest slot first.
+func (s *Store) Runs(ctx context.Context, job string, limit int) ([]Run, error) {
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+runColumns+` FROM runs WHERE (? = '' OR job = ?) ORDER BY slot DESC, id DESC LIMIT ?`, job, job, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanRuns(rows)
+}
+
+// Prune keeps, per job, the newest keep runs and none older than maxAge
+// (runs in flight are always kept). It returns how many it removed.
+func (s *Store) Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error) {
+	cutoff := nanos(s.now().Add(-maxAge))
+	res, err := s.db.ExecContext(ctx, `DELETE FROM runs WHERE status NOT IN (?, ?) AND id IN (
+		SELECT id FROM (SELECT id, slot, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn FROM runs)
+		WHERE rn > ? OR slot < ?)`, Pending, Running, keep, cutoff)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

@@ -215,6 +215,24 @@ func (s *Store) Record(ctx context.Context, job string, slot time.Time, kind, st
 	return err
 }
 
+// Fail marks the run of a slot as an error with a note: the recorded run
+// if there is one (still pending or running), a new record otherwise.
+func (s *Store) Fail(ctx context.Context, job string, slot time.Time, kind, note string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET status = 'error', note = ?, ended = ? WHERE job = ? AND slot = ? AND status IN (?, ?)`,
+		note, nanos(s.now()), job, nanos(slot), Pending, Running)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return nil
+	}
+	err = s.Record(ctx, job, slot, kind, "error", note)
+	if errors.Is(err, ErrDuplicate) {
+		return nil // already final
+	}
+	return err
+}
+
 // SetRefresh records the refresh id of a run: it is now in flight.
 func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE runs SET refresh_id = ?, status = ? WHERE id = ?`, refreshID, Running, id)

@@ -1,0 +1,413 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Kinds of run (the store uses the same words).
+const (
+	Scheduled = "scheduled"
+	CatchUp   = "catch-up"
+	Manual    = "manual"
+)
+
+// Clock is the scheduler's time. Sleep returns early with ctx's error.
+type Clock interface {
+	Now() time.Time
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Journal is the durable state the scheduler reads and writes: the newest
+// decided slot of a job (to know what was missed while down), and slots
+// decided without a run.
+type Journal interface {
+	LastSlot(ctx context.Context, job string) (time.Time, bool, error)
+	Record(ctx context.Context, job string, slot time.Time, kind, status, note string) error
+	// Fail marks a slot's run as failed with a note, whether or not the
+	// run had recorded it (a run that panicked).
+	Fail(ctx context.Context, job string, slot time.Time, kind, note string) error
+}
+
+// RunFunc runs one slot of a job. It is called at most once per (job,
+// slot) by this process; the journal's uniqueness covers restarts.
+type RunFunc func(ctx context.Context, slot time.Time, kind string) error
+
+// Job is one scheduled job.
+type Job struct {
+	Name     string
+	Schedule *Schedule
+	Enabled  bool
+	// Overlap: "skip" (default) records a slot that fires while the
+	// previous run is in progress as skipped; "queue" keeps at most one
+	// pending run and starts it when the previous ends.
+	Overlap string
+	// CatchUp: after downtime or a forward clock step, the newest missed
+	// slot still within this window runs once; 0 runs none.
+	CatchUp time.Duration
+	// Jitter delays each run by a random [0, Jitter), or by a stable
+	// per-job offset when JitterFixed.
+	Jitter      time.Duration
+	JitterFixed bool
+	// LimitKey groups jobs under the per-key cap (the credential).
+	LimitKey string
+	Run      RunFunc
+	// Version identifies the definition: a reload keeps the state of a
+	// job whose name and version are unchanged.
+	Version string
+}
+
+type jobState struct {
+	job     Job
+	next    Slot
+	fireAt  time.Time
+	hasNext bool
+	running bool
+	pending *queued
+}
+
+type queued struct {
+	slot time.Time
+	kind string
+}
+
+// Scheduler owns time for a set of jobs: it wakes at least every
+// WakeEvery, fires due slots, handles lateness, missed slots, overlap,
+// limits, jitter and panics. Create it with New, then Set jobs, then Run.
+type Scheduler struct {
+	// Logger receives one event per decision.
+	Logger *slog.Logger
+	// MaxInFlight and PerKey cap runs in flight (0: no cap); runs beyond
+	// wait their turn.
+	MaxInFlight, PerKey int
+	// Tolerance: a slot fired up to this late is not a misfire (default 1m).
+	Tolerance time.Duration
+	// WakeEvery bounds one sleep, so a wall-clock step or a suspend is
+	// noticed (default 30s).
+	WakeEvery time.Duration
+
+	clock   Clock
+	journal Journal
+
+	mu      sync.Mutex
+	jobs    map[string]*jobState
+	lastNow time.Time
+	global  chan struct{}
+	perKey  map[string]chan struct{}
+	rng     *rand.Rand
+	wg      sync.WaitGroup
+	base    context.Context // the runs' context: the documented exception to "no contexts in structs"
+}
+
+// New returns a scheduler.
+func New(clock Clock, journal Journal, logger *slog.Logger) *Scheduler {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Scheduler{Logger: logger, clock: clock, journal: journal, jobs: map[string]*jobState{},
+		perKey: map[string]chan struct{}{}, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), base: context.Background()}
+}
+
+func (s *Scheduler) tolerance() time.Duration {
+	if s.Tolerance > 0 {
+		return s.Tolerance
+	}
+	return time.Minute
+}
+
+// Set installs (or reloads) the jobs. An unchanged job keeps its state; a
+// new or changed one is scheduled from now, or, if the journal knows its
+// last slot, from there (so slots missed while down are found). A paused
+// job's missed slots are never run. Runs in flight continue.
+func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
+	now := s.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.global == nil && s.MaxInFlight > 0 {
+		s.global = make(chan struct{}, s.MaxInFlight)
+	}
+	keep := map[string]bool{}
+	for _, j := range jobs {
+		keep[j.Name] = true
+		old := s.jobs[j.Name]
+		if old != nil && old.job.Version == j.Version && old.job.Enabled == j.Enabled {
+			old.job = j // same definition: new closures, same state
+			continue
+		}
+		st := &jobState{job: j}
+		if old != nil {
+			st.running, st.pending = old.running, old.pending
+		}
+		from := now
+		if old == nil && j.Enabled {
+			last, ok, err := s.journal.LastSlot(ctx, j.Name)
+			if err != nil {
+				return fmt.Errorf("read the last slot of job %s: %w", j.Name, err)
+			}
+			if ok && last.Before(now) {
+				from = last
+			}
+		}
+		st.advance(from, s)
+		s.jobs[j.Name] = st
+		if j.Enabled && st.hasNext {
+			s.Logger.Info("job scheduled", "job", j.Name, "next", st.next.Time, "note", st.next.Note)
+		} else if !j.Enabled {
+			s.Logger.Info("job paused", "job", j.Name)
+		}
+	}
+	for name := range s.jobs {
+		if !keep[name] {
+			delete(s.jobs, name)
+			s.Logger.Info("job removed", "job", name)
+		}
+	}
+	return nil
+}
+
+// advance moves the job to its first slot after t, with jitter.
+func (st *jobState) advance(t time.Time, s *Scheduler) {
+	st.next, st.hasNext = st.job.Schedule.Next(t)
+	st.fireAt = st.next.Time
+	if st.job.Jitter > 0 {
+		if st.job.JitterFixed {
+			st.fireAt = st.fireAt.Add(FixedJitter(st.job.Name, st.job.Jitter))
+		} else {
+			st.fireAt = st.fireAt.Add(time.Duration(s.rng.Int64N(int64(st.job.Jitter))))
+		}
+	}
+}
+
+// Next returns a job's next slot and when it fires (with jitter).
+func (s *Scheduler) Next(name string) (Slot, time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.jobs[name]
+	if st == nil || !st.job.Enabled || !st.hasNext {
+		return Slot{}, time.Time{}, false
+	}
+	return st.next, st.fireAt, true
+}
+
+// maxDue bounds the slots examined per job and tick; older ones are
+// counted, not listed.
+const maxDue = 1000
+
+// Tick fires what is due at now. Run calls it; tests call it directly.
+func (s *Scheduler) Tick(ctx context.Context, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.lastNow.IsZero() {
+		switch d := now.Sub(s.lastNow); {
+		case d < -time.Second:
+			// Slots already decided are behind each job's next slot, so a
+			// backward step can never run one twice.
+			s.Logger.Warn("clock stepped back", "by", -d)
+		case d > s.wake()+s.tolerance():
+			s.Logger.Warn("clock jumped forward or the process was suspended", "by", d)
+		}
+	}
+	s.lastNow = now
+	names := make([]string, 0, len(s.jobs))
+	for n := range s.jobs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		st := s.jobs[name]
+		if !st.job.Enabled {
+			continue
+		}
+		var due []Slot
+		skippedOld := 0
+		for st.hasNext && !st.fireAt.After(now) {
+			if len(due) == maxDue {
+				skippedOld += len(due) - 1
+				due = due[len(due)-1:]
+			}
+			due = append(due, st.next)
+			st.advance(st.next.Time, s)
+		}
+		if len(due) == 0 {
+			continue
+		}
+		newest := due[len(due)-1]
+		late := now.Sub(newest.Time)
+		if len(due) == 1 && skippedOld == 0 && late <= st.job.Jitter+s.tolerance() {
+			s.fire(ctx, st, newest.Time, Scheduled, newest.Note)
+			continue
+		}
+		catch := st.job.CatchUp > 0 && late <= st.job.CatchUp
+		missed := due
+		if catch {
+			missed = due[:len(due)-1]
+		}
+		for _, m := range missed {
+			note := "not run: the scheduler was down or the clock jumped"
+			if m.Note != "" {
+				note += " (" + m.Note + ")"
+			}
+			if err := s.journal.Record(ctx, name, m.Time, Scheduled, "missed", note); err != nil {
+				s.Logger.Error("record missed slot", "job", name, "slot", m.Time, "error", err)
+			}
+		}
+		if len(missed) > 0 || skippedOld > 0 {
+			s.Logger.Warn("slots missed", "job", name, "count", len(missed)+skippedOld, "newest", newest.Time, "catch_up", catch)
+		}
+		if catch {
+			s.fire(ctx, st, newest.Time, CatchUp, newest.Note)
+		}
+	}
+}
+
+func (s *Scheduler) wake() time.Duration {
+	if s.WakeEvery > 0 {
+		return s.WakeEvery
+	}
+	return 30 * time.Second
+}
+
+// fire starts a run, or applies the overlap rule. Must hold s.mu.
+func (s *Scheduler) fire(ctx context.Context, st *jobState, slot time.Time, kind, note string) {
+	name := st.job.Name
+	if st.running {
+		if st.job.Overlap == "queue" && st.pending == nil {
+			st.pending = &queued{slot: slot, kind: kind}
+			s.Logger.Info("run queued: the previous run is in progress", "job", name, "slot", slot)
+			return
+		}
+		reason := "the previous run is still in progress"
+		if st.pending != nil {
+			reason = "the previous run is in progress and one run is already queued"
+		}
+		if err := s.journal.Record(ctx, name, slot, kind, "skipped", reason); err != nil {
+			s.Logger.Error("record skipped slot", "job", name, "slot", slot, "error", err)
+		}
+		s.Logger.Info("run skipped", "job", name, "slot", slot, "reason", reason)
+		return
+	}
+	st.running = true
+	attrs := []any{"job", name, "slot", slot, "kind", kind}
+	if note != "" {
+		attrs = append(attrs, "dst", note)
+	}
+	s.Logger.Info("run fired", attrs...)
+	s.wg.Add(1)
+	go s.execute(ctx, st, slot, kind)
+}
+
+func (s *Scheduler) execute(ctx context.Context, st *jobState, slot time.Time, kind string) {
+	defer s.wg.Done()
+	job := st.job
+	if release, ok := s.acquire(ctx, job.LimitKey); ok {
+		func() {
+			defer release()
+			defer func() {
+				if r := recover(); r != nil {
+					s.Logger.Error("run panicked; the daemon carries on", "job", job.Name, "slot", slot, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+					if err := s.journal.Fail(context.WithoutCancel(ctx), job.Name, slot, kind, fmt.Sprintf("panic: %v", r)); err != nil {
+						s.Logger.Error("record panicked run", "job", job.Name, "error", err)
+					}
+				}
+			}()
+			if err := job.Run(ctx, slot, kind); err != nil && !errors.Is(err, context.Canceled) {
+				s.Logger.Warn("run ended with an error", "job", job.Name, "slot", slot, "error", err)
+			}
+		}()
+	}
+	s.mu.Lock()
+	st.running = false
+	if p := st.pending; p != nil && ctx.Err() == nil {
+		st.pending = nil
+		s.fire(ctx, st, p.slot, p.kind, "")
+	}
+	s.mu.Unlock()
+}
+
+// acquire waits for a place under the global and per-key caps.
+func (s *Scheduler) acquire(ctx context.Context, key string) (func(), bool) {
+	s.mu.Lock()
+	g := s.global
+	var k chan struct{}
+	if s.PerKey > 0 {
+		k = s.perKey[key]
+		if k == nil {
+			k = make(chan struct{}, s.PerKey)
+			s.perKey[key] = k
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range []chan struct{}{g, k} {
+		if c == nil {
+			continue
+		}
+		select {
+		case c <- struct{}{}:
+		case <-ctx.Done():
+			if c == k && g != nil {
+				<-g
+			}
+			return nil, false
+		}
+	}
+	return func() {
+		if k != nil {
+			<-k
+		}
+		if g != nil {
+			<-g
+		}
+	}, true
+}
+
+// Trigger starts a manual run now, through the overlap rules.
+func (s *Scheduler) Trigger(ctx context.Context, name string) (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.jobs[name]
+	if st == nil {
+		return time.Time{}, fmt.Errorf("no job %q", name)
+	}
+	slot := s.clock.Now().UTC().Truncate(time.Millisecond)
+	s.fire(ctx, st, slot, Manual, "")
+	return slot, nil
+}
+
+// Run ticks until ctx is done. In-flight runs get ctx too; Wait waits for
+// them to return.
+func (s *Scheduler) Run(ctx context.Context) error {
+	for {
+		now := s.clock.Now()
+		s.Tick(ctx, now)
+		wait := s.wake()
+		s.mu.Lock()
+		for _, st := range s.jobs {
+			if st.job.Enabled && st.hasNext {
+				wait = min(wait, max(st.fireAt.Sub(now), 0))
+			}
+		}
+		s.mu.Unlock()
+		if err := s.clock.Sleep(ctx, max(wait, time.Millisecond)); err != nil {
+			return nil
+		}
+	}
+}
+
+// Wait waits for runs in flight to return, at most until ctx is done.
+func (s *Scheduler) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,328 @@
+package scheduler_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pbirefresh/pbirefresh/scheduler"
+	"github.com/pbirefresh/pbirefresh/store"
+)
+
+var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC) // a Monday, on the hour
+
+type clock struct {
+	mu     sync.Mutex
+	now    time.Time
+	sleeps []time.Duration
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.sleeps = append(c.sleeps, d)
+	c.mu.Unlock()
+	return nil
+}
+
+// recorder is a RunFunc that records its calls; block makes runs wait.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+	block chan struct{}
+	n     atomic.Int32
+}
+
+func (r *recorder) run(ctx context.Context, slot time.Time, kind string) error {
+	r.mu.Lock()
+	r.calls = append(r.calls, slot.UTC().Format("15:04")+" "+kind)
+	r.mu.Unlock()
+	r.n.Add(1)
+	if r.block != nil {
+		select {
+		case <-r.block:
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+func (r *recorder) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+func setup(t *testing.T) (*scheduler.Scheduler, *store.Store, *clock) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c := &clock{now: t0}
+	return scheduler.New(c, st, nil), st, c
+}
+
+func hourly(t *testing.T) *scheduler.Schedule {
+	s, err := scheduler.Parse("0 * * * *", time.UTC, scheduler.DST{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func statuses(t *testing.T, st *store.Store, job string) map[string]string {
+	runs, err := st.Runs(context.Background(), job, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, r := range runs {
+		out[r.Slot.Format("15:04")] = r.Status + "/" + r.Kind
+	}
+	return out
+}
+
+func wait(s *scheduler.Scheduler) { s.Wait(context.Background()) }
+
+func TestFiresOnTimeAndWithinTolerance(t *testing.T) {
+	s, _, c := setup(t)
+	r := &recorder{}
+	ctx := context.Background()
+	s.Set(ctx, []scheduler.Job{{Name: "a", Schedule: hourly(t), Enabled: true, Run: r.run}})
+	s.Tick(ctx, t0.Add(59*time.Minute)) // not yet
+	s.Tick(ctx, t0.Add(time.Hour))      // on time
+	wait(s)
+	c.Set(t0.Add(2*time.Hour + 40*time.Second))
+	s.Tick(ctx, c.Now()) // 40 s late: not a misfire
+	wait(s)
+	if got := r.got(); len(got) != 2 || got[0] != "10:00 scheduled" || got[1] != "11:00 scheduled" {
+		t.Fatalf("%v", got)
+	}
+}
+
+func TestCatchUpAfterDowntime(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		catchUp time.Duration
+		runs    []string
+		missed  int
+	}{
+		{"newest within the window runs once", 2 * time.Hour, []string{"14:00 catch-up"}, 4},
+		{"window 0 runs none", 0, nil, 5},
+		{"newest outside the window", 10 * time.Minute, nil, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, st, c := setup(t)
+			ctx := context.Background()
+			// The daemon last decided the 09:00 slot, then was down until 14:30.
+			st.Record(ctx, "a", t0, scheduler.Scheduled, "completed", "")
+			c.Set(t0.Add(5*time.Hour + 30*time.Minute))
+			r := &recorder{}
+			s.Set(ctx, []scheduler.Job{{Name: "a", Schedule: hourly(t), Enabled: true, CatchUp: tc.catchUp, Run: r.run}})
+			s.Tick(ctx, c.Now())
+			wait(s)
+			if got := r.got(); len(got) != len(tc.runs) || (len(got) > 0 && got[0] != tc.runs[0]) {
+				t.Fatalf("runs %v, want %v", got, tc.runs)
+			}
+			missed := 0
+			for _, v := range statuses(t, st, "a") {
+				if v == "missed/scheduled" {
+					missed++
+				}
+			}
+			if missed != tc.missed {
+				t.Fatalf("%d missed recorded, want %d: %v", missed, tc.missed, statuses(t, st, "a"))
+			}
+		})
+	}
+}
+
+func TestClockSteps(t *testing.T) {
+	s, st, _ := setup(t)
+	r := &recorder{}
+	ctx := context.Background()
+	s.Set(ctx, []scheduler.Job{{Name: "a", Schedule: hourly(t), Enabled: true, CatchUp: 30 * time.Minute, Run: r.run}})
+	s.Tick(ctx, t0.Add(time.Hour)) // 10:00 runs
+	wait(s)
+	// Backward step: 10:00 comes round again; it must not re-run.
+	s.Tick(ctx, t0.Add(30*time.Minute))
+	s.Tick(ctx, t0.Add(time.Hour+time.Second))
+	wait(s)
+	// Forward step of 3 h: 11:00 and 12:00 missed, 13:00 caught up (within 30 min).
+	s.Tick(ctx, t0.Add(4*time.Hour+10*time.Minute))
+	wait(s)
+	if got := r.got(); len(got) != 2 || got[0] != "10:00 scheduled" || got[1] != "13:00 catch-up" {
+		t.Fatalf("runs %v", got)
+	}
+	want := map[string]string{"11:00": "missed/scheduled", "12:00": "missed/scheduled"}
+	got := statuses(t, st, "a")
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("records %v", got)
+		}
+	}
+}
+
+func TestOverlap(t *testing.T) {
+	for _, mode := range []string{"skip", "queue"} {
+		t.Run(mode, func(t *testing.T) {
+			s, st, _ := setup(t)
+			r := &recorder{block: make(chan struct{})}
+			ctx := context.Background()
+			s.Set(ctx, []scheduler.Job{{Name: "a", Schedule: hourly(t), Enabled: true, Overlap: mode, Run: r.run}})
+			s.Tick(ctx, t0.Add(time.Hour))   // 10:00 starts and blocks
+			s.Tick(ctx, t0.Add(2*time.Hour)) // 11:00 while 10:00 runs
+			s.Tick(ctx, t0.Add(3*time.Hour)) // 12:00 too
+			close(r.block)
+			wait(s)
+			got := statuses(t, st, "a")
+			runs := r.got()
+			switch mode {
+			case "skip":
+				if len(runs) != 1 || got["11:00"] != "skipped/scheduled" || got["12:00"] != "skipped/scheduled" {
+					t.Fatalf("runs %v records %v", runs, got)
+				}
+			case "queue": // at most one pending: 11:00 queued and run, 12:00 skipped
+				if len(runs) != 2 || runs[1] != "11:00 scheduled" || got["12:00"] != "skipped/scheduled" {
+					t.Fatalf("runs %v records %v", runs, got)
+				}
+			}
+		})
+	}
+}
+
+func TestLimits(t *testing.T) {
+	s, _, _ := setup(t)
+	s.MaxInFlight = 1
+	var inflight, peak atomic.Int32
+	release := make(chan struct{})
+	run := func(ctx context.Context, slot time.Time, kind string) error {
+		n := inflight.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		<-release
+		inflight.Add(-1)
+		return nil
+	}
+	ctx := context.Background()
+	var jobs []scheduler.Job
+	for _, n := range []string{"a", "b", "c"} {
+		jobs = append(jobs, scheduler.Job{Name: n, Schedule: hourly(t), Enabled: true, LimitKey: "cred", Run: run})
+	}
+	s.Set(ctx, jobs)
+	s.Tick(ctx, t0.Add(time.Hour))
+	time.Sleep(50 * time.Millisecond) // let the three runs reach the cap
+	close(release)
+	wait(s)
+	if peak.Load() != 1 {
+		t.Fatalf("peak in flight %d with max_in_flight 1", peak.Load())
+	}
+}
+
+func TestJitterPauseAndPanic(t *testing.T) {
+	s, st, c := setup(t)
+	ctx := context.Background()
+	r := &recorder{}
+	boom := func(ctx context.Context, slot time.Time, kind string) error { panic("boom") }
+	s.Set(ctx, []scheduler.Job{
+		{Name: "fixed", Schedule: hourly(t), Enabled: true, Jitter: 10 * time.Minute, JitterFixed: true, Run: r.run},
+		{Name: "paused", Schedule: hourly(t), Enabled: false, Run: r.run},
+		{Name: "panics", Schedule: hourly(t), Enabled: true, Run: boom},
+	})
+	off := scheduler.FixedJitter("fixed", 10*time.Minute)
+	slot, fire, ok := s.Next("fixed")
+	if !ok || !fire.Equal(slot.Time.Add(off)) || off >= 10*time.Minute {
+		t.Fatalf("fixed jitter: slot %s fires %s (offset %s)", slot.Time, fire, off)
+	}
+	if _, _, ok := s.Next("paused"); ok {
+		t.Fatal("a paused job has a next slot")
+	}
+	s.Tick(ctx, t0.Add(time.Hour+off))
+	wait(s)
+	s.Tick(ctx, t0.Add(2*time.Hour+off)) // the panicking job's next slot still fires
+	wait(s)
+	if got := statuses(t, st, "panics"); got["10:00"] != "error/scheduled" || got["11:00"] != "error/scheduled" {
+		t.Fatalf("panics contained? %v", got)
+	}
+	if got := r.got(); len(got) != 2 {
+		t.Fatalf("fixed-jitter runs %v", got)
+	}
+	// Resuming a paused job does not run what it missed while paused.
+	c.Set(t0.Add(2*time.Hour + 30*time.Minute))
+	s.Set(ctx, []scheduler.Job{{Name: "paused", Schedule: hourly(t), Enabled: true, CatchUp: 24 * time.Hour, Run: r.run}})
+	s.Tick(ctx, t0.Add(2*time.Hour+30*time.Minute))
+	wait(s)
+	if got := statuses(t, st, "paused"); len(got) != 0 {
+		t.Fatalf("resumed job ran or recorded its paused slots: %v", got)
+	}
+}
+
+func TestLoopWakesAtLeastEvery30s(t *testing.T) {
+	s, _, c := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	daily, _ := scheduler.Parse("0 3 * * *", time.UTC, scheduler.DST{})
+	s.Set(ctx, []scheduler.Job{{Name: "a", Schedule: daily, Enabled: true, Run: (&recorder{}).run}})
+	go func() {
+		for {
+			c.mu.Lock()
+			n := len(c.sleeps)
+			c.mu.Unlock()
+			if n >= 200 {
+				cancel()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	s.Run(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range c.sleeps {
+		if d > 30*time.Second || d <= 0 {
+			t.Fatalf("slept %s", d)
+		}
+	}
+}
+
+func TestManualTriggerAndReload(t *testing.T) {
+	s, st, _ := setup(t)
+	ctx := context.Background()
+	r := &recorder{}
+	job := scheduler.Job{Name: "a", Schedule: hourly(t), Enabled: true, Run: r.run, Version: "v1"}
+	s.Set(ctx, []scheduler.Job{job})
+	if _, err := s.Trigger(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Trigger(ctx, "nope"); err == nil {
+		t.Fatal("unknown job triggered")
+	}
+	wait(s)
+	runs, _ := st.Runs(ctx, "a", 0)
+	_ = runs
+	if got := r.got(); len(got) != 1 || got[0] != "09:00 manual" {
+		t.Fatalf("%v", got)
+	}
+	// Reload with the same version keeps the next slot; a changed schedule
+	// is recomputed from now.
+	before, _, _ := s.Next("a")
+	s.Set(ctx, []scheduler.Job{job})
+	if after, _, _ := s.Next("a"); !after.Time.Equal(before.Time) {
+		t.Fatalf("unchanged job moved: %s -> %s", before.Time, after.Time)
+	}
+	daily, _ := scheduler.Parse("30 9 * * *", time.UTC, scheduler.DST{})
+	job.Schedule, job.Version = daily, "v2"
+	s.Set(ctx, []scheduler.Job{job})
+	if after, _, _ := s.Next("a"); !after.Time.Equal(t0.Add(30 * time.Minute)) {
+		t.Fatalf("changed job: next %s", after.Time)
+	}
+}

@@ -12,7 +12,11 @@ import (
 	"strings"
 	"time"
 
+	_ "time/tzdata" // zones work the same in a scratch container as on a VM
+
 	"gopkg.in/yaml.v3"
+
+	"github.com/pbirefresh/pbirefresh/scheduler"
 )
 
 // Config is a whole configuration file after defaults.
@@ -28,9 +32,34 @@ type Config struct {
 	Credentials map[string]*Credential `yaml:"credentials"`
 	Defaults    JobSettings            `yaml:"defaults"`
 	Jobs        []*Job                 `yaml:"jobs"`
+	// State is where the daemon keeps its runs.
+	State State `yaml:"state"`
+	// Limits cap refreshes in flight.
+	Limits Limits `yaml:"limits"`
+	// ShutdownTimeout bounds the exit after SIGTERM (default 30s).
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 
 	// Path is the file the configuration came from.
 	Path string `yaml:"-"`
+}
+
+// State is the daemon's database.
+type State struct {
+	// Path of the SQLite file (default ./pbirefresh.db).
+	Path      string    `yaml:"path"`
+	Retention Retention `yaml:"retention"`
+}
+
+// Retention bounds the run history kept per job.
+type Retention struct {
+	Count int      `yaml:"count"` // default 1000 runs per job
+	Age   Duration `yaml:"age"`   // default 2160h (90 days)
+}
+
+// Limits cap refreshes in flight; 0 means no cap.
+type Limits struct {
+	MaxInFlight   int `yaml:"max_in_flight"`
+	PerCredential int `yaml:"per_credential"`
 }
 
 // Endpoints are the service roots. Load fills them from the cloud table
@@ -150,6 +179,29 @@ type JobSettings struct {
 	// start ours) | skip | fail.
 	WhenBusy string `yaml:"when_busy"`
 	Poll     Poll   `yaml:"poll"`
+	// HistoryGrace is how long a new refresh may stay out of the history
+	// (the service's lag) before it counts as lost (default 2m).
+	HistoryGrace Duration `yaml:"history_grace"`
+
+	// Timezone is the IANA zone of the schedule (default UTC).
+	Timezone string `yaml:"timezone"`
+	// Overlap: skip (default) | queue.
+	Overlap string `yaml:"overlap"`
+	// CatchUp: after downtime, the newest missed slot within this window
+	// runs once (default 0: none).
+	CatchUp *Duration `yaml:"catch_up"`
+	// Jitter delays each run by up to this much (default 0).
+	Jitter *Duration `yaml:"jitter"`
+	// JitterMode: random (default, per run) | fixed (a stable per-job offset).
+	JitterMode string `yaml:"jitter_mode"`
+	// DST: what wall-clock schedules do at daylight-saving changes.
+	DST DSTPolicy `yaml:"dst"`
+}
+
+// DSTPolicy: gap shift (default) | skip; repeat first (default) | both.
+type DSTPolicy struct {
+	Gap    string `yaml:"gap"`
+	Repeat string `yaml:"repeat"`
 }
 
 // Poll bounds the adaptive polling interval.
@@ -169,7 +221,18 @@ type Job struct {
 	// NotifyOption is for classic refreshes only (service principals may
 	// only use NoNotification).
 	NotifyOption string `yaml:"notify_option"`
-	JobSettings  `yaml:",inline"`
+	// Schedule is a cron expression (5 fields, optional leading seconds,
+	// @daily and friends, @every); empty: run only on demand.
+	Schedule string `yaml:"schedule"`
+	// Enabled: false pauses the job (default true).
+	Enabled     *bool `yaml:"enabled"`
+	JobSettings `yaml:",inline"`
+
+	// Parsed is the schedule, parsed by the scheduler's own parser (nil
+	// without a schedule).
+	Parsed *scheduler.Schedule `yaml:"-"`
+	// Location is the job's time zone.
+	Location *time.Location `yaml:"-"`
 
 	// Effective is JobSettings with the defaults applied.
 	Effective JobSettings `yaml:"-"`
@@ -569,6 +632,49 @@ func (c *Config) defaultAndValidate(pos positions) []error {
 	if d.Poll.MaxInterval == 0 {
 		d.Poll.MaxInterval = Duration(2 * time.Minute)
 	}
+	if d.HistoryGrace == 0 {
+		d.HistoryGrace = Duration(2 * time.Minute)
+	}
+	if d.Timezone == "" {
+		d.Timezone = "UTC"
+	}
+	if d.Overlap == "" {
+		d.Overlap = "skip"
+	}
+	zero := Duration(0)
+	if d.CatchUp == nil {
+		d.CatchUp = &zero
+	}
+	if d.Jitter == nil {
+		d.Jitter = &zero
+	}
+	if d.JitterMode == "" {
+		d.JitterMode = "random"
+	}
+	if d.DST.Gap == "" {
+		d.DST.Gap = "shift"
+	}
+	if d.DST.Repeat == "" {
+		d.DST.Repeat = "first"
+	}
+	if c.State.Path == "" {
+		c.State.Path = "pbirefresh.db"
+	}
+	if c.State.Retention.Count == 0 {
+		c.State.Retention.Count = 1000
+	}
+	if c.State.Retention.Count < 0 {
+		bad("state.retention.count", "", "keep at least 1 run per job", "retention count %d is negative", c.State.Retention.Count)
+	}
+	if c.State.Retention.Age == 0 {
+		c.State.Retention.Age = Duration(90 * 24 * time.Hour)
+	}
+	if c.Limits.MaxInFlight < 0 || c.Limits.PerCredential < 0 {
+		bad("limits", "", "use 0 for no cap, or a positive number", "limits must not be negative")
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = Duration(30 * time.Second)
+	}
 	errs = append(errs, c.checkSettings(pos, "defaults", "", d)...)
 
 	// Jobs.
@@ -607,6 +713,40 @@ func (c *Config) defaultAndValidate(pos positions) []error {
 		}
 		errs = append(errs, c.checkSettings(pos, p, who, &j.JobSettings)...)
 		j.Effective = merge(j.JobSettings, *d)
+		if j.Enabled == nil {
+			yes := true
+			j.Enabled = &yes
+		}
+		e := j.Effective
+		loc, err := time.LoadLocation(e.Timezone)
+		if err != nil || e.Timezone == "Local" {
+			where := p + ".timezone"
+			if j.Timezone == "" {
+				where = "defaults.timezone"
+			}
+			bad(where, who, "use an IANA zone name such as Europe/Berlin or America/New_York", "unknown time zone %q", e.Timezone)
+			loc = time.UTC
+		}
+		j.Location = loc
+		if j.Schedule != "" {
+			sch, err := scheduler.Parse(j.Schedule, loc, scheduler.DST{Gap: e.DST.Gap, Repeat: e.DST.Repeat})
+			if err != nil {
+				bad(p+".schedule", who, "write 5 fields (minute hour day-of-month month day-of-week), an optional leading seconds field, @daily and friends, or @every 15m", "schedule %q: %v", j.Schedule, err)
+			}
+			j.Parsed = sch
+		}
+		if e.Overlap != "skip" && e.Overlap != "queue" {
+			bad(p+".overlap", who, "use skip or queue", "unknown overlap %q", e.Overlap)
+		}
+		if e.JitterMode != "random" && e.JitterMode != "fixed" {
+			bad(p+".jitter_mode", who, "use random or fixed", "unknown jitter_mode %q", e.JitterMode)
+		}
+		if e.DST.Gap != "shift" && e.DST.Gap != "skip" {
+			bad(p+".dst.gap", who, "use shift or skip", "unknown dst.gap %q", e.DST.Gap)
+		}
+		if e.DST.Repeat != "first" && e.DST.Repeat != "both" {
+			bad(p+".dst.repeat", who, "use first or both", "unknown dst.repeat %q", e.DST.Repeat)
+		}
 		if j.Effective.Poll.MinInterval > j.Effective.Poll.MaxInterval {
 			bad(p+".poll", who, "make poll.min_interval at most poll.max_interval", "poll.min_interval %s is above poll.max_interval %s", j.Effective.Poll.MinInterval.D(), j.Effective.Poll.MaxInterval.D())
 		}
@@ -629,6 +769,30 @@ func merge(j, d JobSettings) JobSettings {
 	}
 	if j.Poll.MaxInterval == 0 {
 		j.Poll.MaxInterval = d.Poll.MaxInterval
+	}
+	if j.HistoryGrace == 0 {
+		j.HistoryGrace = d.HistoryGrace
+	}
+	if j.Timezone == "" {
+		j.Timezone = d.Timezone
+	}
+	if j.Overlap == "" {
+		j.Overlap = d.Overlap
+	}
+	if j.CatchUp == nil {
+		j.CatchUp = d.CatchUp
+	}
+	if j.Jitter == nil {
+		j.Jitter = d.Jitter
+	}
+	if j.JitterMode == "" {
+		j.JitterMode = d.JitterMode
+	}
+	if j.DST.Gap == "" {
+		j.DST.Gap = d.DST.Gap
+	}
+	if j.DST.Repeat == "" {
+		j.DST.Repeat = d.DST.Repeat
 	}
 	return j
 }

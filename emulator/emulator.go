@@ -290,6 +290,33 @@ func (e *Emulator) middleware(rt route) http.Handler {
 		}
 
 		f := e.drawFault(rt.op)
+		if f != nil && f.AfterHandler {
+			// Process the request first; then drop the connection, or
+			// answer late: either way the client cannot tell in time
+			// whether it took effect.
+			entry.Fault = describeFault(f) + ", after handling"
+			rec := &discardWriter{header: http.Header{}}
+			rt.fn(rec, r, c)
+			entry.Status = rec.status
+			if f.Reset {
+				entry.Error = fmt.Sprintf("handled (status %d), then connection reset (injected)", rec.status)
+				entry.Status = 0
+				panic(http.ErrAbortHandler)
+			}
+			t := time.NewTimer(f.Latency.D())
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+			for k, v := range rec.header {
+				w.Header()[k] = v
+			}
+			sw.WriteHeader(rec.status)
+			sw.Write(rec.body.Bytes())
+			return
+		}
 		if f != nil {
 			entry.Fault = describeFault(f)
 			if f.Latency > 0 {
@@ -302,13 +329,7 @@ func (e *Emulator) middleware(rt route) http.Handler {
 				}
 			}
 			if f.Reset {
-				if f.AfterHandler {
-					rec := &discardWriter{header: http.Header{}}
-					rt.fn(rec, r, c)
-					entry.Error = fmt.Sprintf("handled (status %d), then connection reset (injected)", rec.status)
-				} else {
-					entry.Error = "connection reset (injected)"
-				}
+				entry.Error = "connection reset (injected)"
 				entry.Status = 0
 				// ErrAbortHandler makes net/http drop the connection (HTTP/1)
 				// or reset the stream (HTTP/2) without logging a panic.
@@ -500,11 +521,11 @@ func jsonUnmarshalStrict(b []byte, v any) error {
 	return nil
 }
 
-// discardWriter lets a handler run to completion without an answer
-// reaching the client (after_handler faults).
+// discardWriter holds a handler's answer back (after_handler faults).
 type discardWriter struct {
 	header http.Header
 	status int
+	body   bytes.Buffer
 }
 
 func (d *discardWriter) Header() http.Header { return d.header }
@@ -512,7 +533,7 @@ func (d *discardWriter) Write(b []byte) (int, error) {
 	if d.status == 0 {
 		d.status = http.StatusOK
 	}
-	return len(b), nil
+	return d.body.Write(b)
 }
 func (d *discardWriter) WriteHeader(code int) {
 	if d.status == 0 {

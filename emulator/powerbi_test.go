@@ -616,6 +616,19 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("latency fault: %d after %s", r.status, el)
 	}
 	r.json(t)
+	// Processed, then answered late: the refresh exists before the client
+	// hears of it.
+	h.clock.Advance(time.Hour)
+	tok = h.pbiToken()
+	h.emu.SetFaults(Fault{Endpoint: "refresh.post", AfterHandler: true, Latency: Duration(100 * time.Millisecond)})
+	began = time.Now()
+	pr, id := h.post(tok, salesWS, salesDS, `{"type":"full"}`)
+	if pr.status != 202 || id == "" || time.Since(began) < 90*time.Millisecond {
+		t.Fatalf("late answer: %d %q after %s", pr.status, id, time.Since(began))
+	}
+	if err := h.emu.SetFaults(Fault{Endpoint: "refresh.post", AfterHandler: true}); err == nil {
+		t.Error("after_handler without reset or latency was accepted")
+	}
 	if err := h.emu.SetFaults(Fault{Endpoint: "nope", Status: 500}); err == nil {
 		t.Error("an unknown endpoint name was accepted")
 	}

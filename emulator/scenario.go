@@ -223,8 +223,9 @@ type Fault struct {
 	RetryAfter int      `yaml:"retry_after" json:"retry_after"`
 	Latency    Duration `yaml:"latency" json:"latency"` // added before answering (wall time)
 	Reset      bool     `yaml:"reset" json:"reset"`     // drop the connection instead of answering
-	// AfterHandler (with reset) processes the request first, then drops the
-	// connection: the client cannot tell whether it took effect.
+	// AfterHandler processes the request first, then drops the connection
+	// (with reset) or answers after Latency: the client cannot tell in time
+	// whether it took effect.
 	AfterHandler bool     `yaml:"after_handler" json:"after_handler"`
 	SlowBody     Duration `yaml:"slow_body" json:"slow_body"` // spread the body over this long (wall time)
 }
@@ -725,8 +726,8 @@ func (f *Fault) validate(path string) []error {
 	if f.Count < 0 {
 		bad(path+".count", "must not be negative")
 	}
-	if f.AfterHandler && !f.Reset {
-		bad(path+".after_handler", "goes with reset: true")
+	if f.AfterHandler && !f.Reset && f.Latency == 0 {
+		bad(path+".after_handler", "goes with reset: true or a latency")
 	}
 	return errs
 }

@@ -318,6 +318,10 @@ func apiError(method, path string, r *response) *APIError {
 // it looks in the history for a refresh started since the POST before it
 // posts again, so a refresh is never started twice blindly.
 func (c *Client) Start(ctx context.Context, ds Dataset, opts Options, deadline time.Time) (Refresh, error) {
+	return c.start(ctx, ds, opts, deadline, Policy{})
+}
+
+func (c *Client) start(ctx context.Context, ds Dataset, opts Options, deadline time.Time, p Policy) (Refresh, error) {
 	path := ds.path() + "/refreshes"
 	body := opts.body()
 	for attempt := 1; ; attempt++ {
@@ -325,7 +329,7 @@ func (c *Client) Start(ctx context.Context, ds Dataset, opts Options, deadline t
 		r, err := c.do(ctx, http.MethodPost, path, body, deadline)
 		if errors.Is(err, errAmbiguous) {
 			c.log().Warn("refresh request had no clear answer; looking for it in the history", "dataset_id", ds.DatasetID, "error", err, "attempt", attempt)
-			found, ferr := c.findStarted(ctx, ds, posted, deadline)
+			found, ferr := c.findStarted(ctx, ds, posted, deadline, p)
 			if ferr != nil {
 				return Refresh{}, ferr
 			}
@@ -369,33 +373,46 @@ func refreshID(h http.Header) string {
 	return strings.TrimSpace(h.Get("RequestId"))
 }
 
-// findStarted waits out the history lag for an API refresh started since
-// posted (less a minute of clock skew) and returns its id, or "".
-func (c *Client) findStarted(ctx context.Context, ds Dataset, posted, deadline time.Time) (string, error) {
-	grace := c.grace()
-	until := c.clock().Now().Add(grace)
+// findStarted looks for the earliest API refresh started since posted
+// (less a minute of clock skew) that no other run claims, until the history
+// lag after posted has passed, and returns its id, or "". It looks at least
+// once.
+func (c *Client) findStarted(ctx context.Context, ds Dataset, posted, deadline time.Time, p Policy) (string, error) {
+	grace := c.graceFor(p)
+	until := posted.Add(grace)
 	for {
 		entries, err := c.History(ctx, ds, 5, deadline)
 		if err != nil {
 			return "", err
 		}
+		// The earliest unclaimed API refresh since the POST: later ones
+		// belong to later POSTs.
+		found := ""
+		var at time.Time
 		for _, e := range entries {
 			t := strings.ToLower(e.RefreshType)
-			if (t == "viaapi" || t == "viaenhancedapi") && !e.Start.Before(posted.Add(-time.Minute)) {
-				return e.RequestID, nil
+			if (t == "viaapi" || t == "viaenhancedapi") && !e.Start.Before(posted.Add(-time.Minute)) &&
+				(p.Claimed == nil || !p.Claimed(e.RequestID)) && (found == "" || e.Start.Before(at)) {
+				found, at = e.RequestID, e.Start
 			}
+		}
+		if found != "" {
+			return found, nil
 		}
 		now := c.clock().Now()
 		if !now.Before(until) || !now.Before(deadline) {
 			return "", nil
 		}
-		if err := c.clock().Sleep(ctx, min(grace/8, until.Sub(now))); err != nil {
+		if err := c.clock().Sleep(ctx, min(max(grace/8, time.Second), until.Sub(now))); err != nil {
 			return "", err
 		}
 	}
 }
 
-func (c *Client) grace() time.Duration {
+func (c *Client) graceFor(p Policy) time.Duration {
+	if p.HistoryGrace > 0 {
+		return p.HistoryGrace
+	}
 	if c.HistoryGrace > 0 {
 		return c.HistoryGrace
 	}

@@ -22,6 +22,14 @@ type Policy struct {
 	MinInterval, MaxInterval time.Duration
 	// Poller replaces the adaptive poller (benchmarks compare policies).
 	Poller Poller
+	// Started, if set, is called with the refresh as soon as its id is
+	// known, before following it (the daemon persists the id there).
+	Started func(Refresh)
+	// HistoryGrace overrides the client's (see Client.HistoryGrace).
+	HistoryGrace time.Duration
+	// Claimed reports whether a refresh id already belongs to another run;
+	// settling an unanswered POST never adopts such a refresh.
+	Claimed func(refreshID string) bool
 }
 
 // Result is how a run ended.
@@ -78,7 +86,7 @@ func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, pr
 
 	var rf Refresh
 	for {
-		rf, err = c.Start(ctx, ds, opts, deadline)
+		rf, err = c.start(ctx, ds, opts, deadline, p)
 		if err == nil {
 			break
 		}
@@ -112,15 +120,20 @@ func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, pr
 	res.RefreshID = rf.ID
 	log = log.With("refresh_id", rf.ID)
 	log.Info("refresh started", "enhanced", rf.Enhanced, "expected", exp)
+	if p.Started != nil {
+		p.Started(rf)
+	}
 
 	poller := p.Poller
 	if poller == nil {
 		poller = Adaptive{Min: p.MinInterval, Max: p.MaxInterval, Expected: exp, Fastest: fastest}
 	}
 	c.follow(ctx, rf, poller, p, deadline, &res, progress)
-	switch res.Outcome {
-	case Completed:
+	switch {
+	case res.Outcome == Completed:
 		log.Info("refresh completed", "polls", res.Polls, "elapsed", clk.Now().Sub(res.Start))
+	case ctx.Err() != nil:
+		log.Info("stopped following; the refresh keeps running in Power BI", "polls", res.Polls)
 	default:
 		log.Warn("refresh ended unsuccessfully", "status", res.Outcome, "polls", res.Polls, "elapsed", clk.Now().Sub(res.Start), "note", res.Note, "error", res.Error)
 	}
@@ -128,6 +141,40 @@ func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, pr
 }
 
 var errDeadline = errors.New("deadline passed")
+
+// Follow reattaches to a refresh started earlier (by this process before a
+// restart) and follows it to its end; the deadline counts from rf.Posted.
+func (c *Client) Follow(ctx context.Context, rf Refresh, p Policy) (res Result) {
+	clk := c.clock()
+	res.Start, res.RefreshID = rf.Posted, rf.ID
+	defer func() { res.End = clk.Now() }()
+	deadline := rf.Posted.Add(p.Timeout)
+	histDeadline := deadline
+	if soon := clk.Now().Add(time.Minute); histDeadline.Before(soon) {
+		histDeadline = soon
+	}
+	hist, err := c.History(ctx, rf.Dataset, 10, histDeadline)
+	if err != nil {
+		res.fail(Error, err)
+		return res
+	}
+	exp, fastest := expected(hist)
+	poller := p.Poller
+	if poller == nil {
+		poller = Adaptive{Min: p.MinInterval, Max: p.MaxInterval, Expected: exp, Fastest: fastest}
+	}
+	c.log().Info("reattached to refresh", "dataset_id", rf.Dataset.DatasetID, "refresh_id", rf.ID, "posted", rf.Posted)
+	c.follow(ctx, rf, poller, p, deadline, &res, nil)
+	return res
+}
+
+// FindStarted looks, for up to the history grace, for an API refresh of ds
+// started since posted (less a minute of clock skew): the way to settle a
+// POST whose answer was lost, never by posting again. It returns "" if
+// there is none.
+func (c *Client) FindStarted(ctx context.Context, ds Dataset, posted time.Time, p Policy) (string, error) {
+	return c.findStarted(ctx, ds, posted, c.clock().Now().Add(c.graceFor(p)+time.Minute), p)
+}
 
 // follow polls rf until it ends, the deadline passes, or it is lost.
 func (c *Client) follow(ctx context.Context, rf Refresh, poller Poller, p Policy, deadline time.Time, res *Result, progress Progress) {
@@ -163,8 +210,8 @@ func (c *Client) follow(ctx context.Context, rf Refresh, poller Poller, p Policy
 		}
 		if !st.Found {
 			// Not visible yet (history lag), or never started (dropped).
-			if !seen && clk.Now().Sub(rf.Posted) >= c.grace() {
-				res.fail(Lost, fmt.Errorf("refresh %s never appeared in the dataset's history or details within %s", rf.ID, c.grace()))
+			if !seen && clk.Now().Sub(rf.Posted) >= c.graceFor(p) {
+				res.fail(Lost, fmt.Errorf("refresh %s never appeared in the dataset's history or details within %s", rf.ID, c.graceFor(p)))
 				res.Hint = "Power BI accepted the request but did not run it (it drops requests that arrive in bursts); the next run will try again"
 				return
 			}

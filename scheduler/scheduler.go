@@ -367,6 +367,31 @@ func (s *Scheduler) acquire(ctx context.Context, key string) (func(), bool) {
 	}, true
 }
 
+// Hold marks a job busy until release is called: slots that fire
+// meanwhile follow the overlap rule. The daemon holds a job while it
+// settles a run an earlier process left in flight.
+func (s *Scheduler) Hold(name string) (release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.jobs[name]
+	if st == nil || st.running {
+		return func() {}
+	}
+	st.running = true
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			st.running = false
+			if p := st.pending; p != nil {
+				st.pending = nil
+				s.fire(s.base, st, p.slot, p.kind, "")
+			}
+		})
+	}
+}
+
 // Trigger starts a manual run now, through the overlap rules.
 func (s *Scheduler) Trigger(ctx context.Context, name string) (time.Time, error) {
 	s.mu.Lock()

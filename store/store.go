@@ -247,6 +247,13 @@ func (s *Store) Finish(ctx context.Context, id int64, status, refreshID string, 
 	return err
 }
 
+// Claimed reports whether some run records this refresh id.
+func (s *Store) Claimed(ctx context.Context, refreshID string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE refresh_id = ?`, refreshID).Scan(&n)
+	return n > 0, err
+}
+
 // LastSlot returns the newest slot decided for a job.
 func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, error) {
 	var n int64

@@ -68,6 +68,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "emulator":
 		cmd = &emulatorCmd{stdout: stdout, logger: newLogger(stderr)}
+	case "run":
+		cmd = &runCmd{stdout: stdout, stderr: stderr, logger: newLogger(stderr)}
+	case "next":
+		cmd = &nextCmd{stdout: stdout, stderr: stderr}
+	case "history":
+		cmd = &historyCmd{stdout: stdout, stderr: stderr}
 	case "once":
 		cmd = &onceCmd{stdout: stdout, stderr: stderr, logger: newLogger(stderr)}
 	case "validate":
@@ -136,6 +142,13 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 const usage = `pbirefresh refreshes Power BI semantic models on schedules.
 
 Usage:
+  pbirefresh run --config FILE
+                       the daemon: run the jobs on their schedules (SIGHUP reloads,
+                       SIGTERM stops; refreshes in flight are reattached at the next start)
+  pbirefresh next --config FILE [--job NAME] [--count N] [--from RFC3339]
+                       print the upcoming runs, with DST adjustments noted
+  pbirefresh history --config FILE [--job NAME] [--limit N] [--output text|json]
+                       print recorded runs from the state database
   pbirefresh once --config FILE --job NAME [--output text|json]
                        start one refresh now and follow it to its end
   pbirefresh validate --config FILE

@@ -98,6 +98,17 @@ func newEnv(cfg *configs.Config, logger *slog.Logger, clock refresh.Clock) (*env
 	e.secrets.Now = clock.Now
 	e.secrets.Logger = logger
 
+	if err := e.setCredentials(cfg); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// setCredentials builds a token source per credential of cfg.
+func (e *env) setCredentials(cfg *configs.Config) error {
+	creds := map[string]*refresh.Credential{}
+	hc := e.http
 	auth := refresh.Authority{Host: cfg.Endpoints.AuthorityHost, Scope: cfg.Endpoints.PowerBIScope, InstanceDiscovery: cfg.Endpoints.InstanceDiscovery}
 	for name, cr := range cfg.Credentials {
 		var c *refresh.Credential
@@ -109,10 +120,11 @@ func newEnv(cfg *configs.Config, logger *slog.Logger, clock refresh.Clock) (*env
 		default:
 			c = refresh.NewPasswordCredential(name, cr.TenantID, cr.ClientID, cr.Username, e.ref(cr.Password), e.secrets, auth, hc)
 		}
-		c.Clock, c.Logger = clock, logger
-		e.creds[name] = c
+		c.Clock, c.Logger = e.clock, e.logger
+		creds[name] = c
 	}
-	return e, nil
+	e.cfg, e.creds = cfg, creds
+	return nil
 }
 
 // ref renders a secret reference; with cloud: emulator a Key Vault
@@ -231,6 +243,6 @@ func jobRequest(j *configs.Job) (refresh.Dataset, refresh.Options, refresh.Polic
 	}
 	s := j.Effective
 	pol := refresh.Policy{Timeout: s.Timeout.D(), OnTimeout: s.OnTimeout, WhenBusy: s.WhenBusy,
-		MinInterval: s.Poll.MinInterval.D(), MaxInterval: s.Poll.MaxInterval.D()}
+		MinInterval: s.Poll.MinInterval.D(), MaxInterval: s.Poll.MaxInterval.D(), HistoryGrace: s.HistoryGrace.D()}
 	return ds, opts, pol
 }

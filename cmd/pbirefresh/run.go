@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pbirefresh/pbirefresh/configs"
+	"github.com/pbirefresh/pbirefresh/refresh"
+	"github.com/pbirefresh/pbirefresh/scheduler"
+	"github.com/pbirefresh/pbirefresh/store"
+)
+
+// runCmd is `pbirefresh run`: the daemon.
+type runCmd struct {
+	stdout, stderr io.Writer
+	logger         *slog.Logger
+	config         string
+
+	env   *env
+	store *store.Store
+	sched *scheduler.Scheduler
+
+	mu      sync.Mutex
+	cfg     *configs.Config
+	clients map[string]*refresh.Client
+	wg      sync.WaitGroup // reattached runs
+}
+
+var _ scheduler.Journal = (*store.Store)(nil)
+var _ scheduler.Clock = refresh.SystemClock{}
+
+func (c *runCmd) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.StringVar(&c.config, "config", "", "configuration file")
+	return parseFlags(fs, args)
+}
+
+func (c *runCmd) Run(ctx context.Context) error {
+	cfg, err := loadConfig(c.config)
+	if err != nil {
+		return err
+	}
+	c.store, err = store.Open(cfg.State.Path)
+	if err != nil {
+		return err
+	}
+	clock := refresh.SystemClock{}
+	c.env, err = newEnv(cfg, c.logger, clock)
+	if err != nil {
+		return err
+	}
+	c.sched = scheduler.New(clock, c.store, c.logger)
+	c.sched.MaxInFlight, c.sched.PerKey = cfg.Limits.MaxInFlight, cfg.Limits.PerCredential
+	if err := c.apply(ctx, cfg); err != nil {
+		return err
+	}
+	c.reattach(ctx)
+	c.prune(ctx)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		tick := time.NewTicker(time.Hour)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				c.reload(ctx)
+			case <-tick.C:
+				c.prune(ctx)
+			}
+		}
+	}()
+	c.logger.Info("pbirefresh started", "jobs", len(cfg.Jobs), "state", cfg.State.Path, "version", versionString())
+	c.sched.Run(ctx)
+
+	// SIGTERM/SIGINT: no new runs; runs in flight stop following (their
+	// refreshes keep running in Power BI), persist, and the next start
+	// reattaches. Nothing is cancelled in Power BI.
+	c.mu.Lock()
+	timeout := c.cfg.ShutdownTimeout.D()
+	c.mu.Unlock()
+	c.logger.Info("stopping: no new runs; persisting runs in flight", "timeout", timeout)
+	wctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { c.sched.Wait(wctx); c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		c.logger.Info("stopped")
+	case <-wctx.Done():
+		c.logger.Warn("shutdown timeout passed with runs still persisting; they are resolved at the next start")
+	}
+	return nil
+}
+
+// apply installs a configuration: clients per credential, jobs into the
+// scheduler.
+func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
+	clients := map[string]*refresh.Client{}
+	for name := range cfg.Credentials {
+		clients[name] = c.env.client(name)
+	}
+	var jobs []scheduler.Job
+	for _, j := range cfg.Jobs {
+		if j.Parsed == nil {
+			continue // on demand only
+		}
+		version, _ := json.Marshal(struct {
+			Job       *configs.Job
+			Effective configs.JobSettings
+		}{j, j.Effective})
+		jitter := time.Duration(0)
+		if j.Effective.Jitter != nil {
+			jitter = j.Effective.Jitter.D()
+		}
+		catchUp := time.Duration(0)
+		if j.Effective.CatchUp != nil {
+			catchUp = j.Effective.CatchUp.D()
+		}
+		jobs = append(jobs, scheduler.Job{
+			Name: j.Name, Schedule: j.Parsed, Enabled: *j.Enabled, Overlap: j.Effective.Overlap,
+			CatchUp: catchUp, Jitter: jitter, JitterFixed: j.Effective.JitterMode == "fixed",
+			LimitKey: j.Credential, Run: c.runFunc(j, clients[j.Credential]), Version: string(version),
+		})
+	}
+	if err := c.sched.Set(ctx, jobs); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.cfg, c.clients = cfg, clients
+	c.mu.Unlock()
+	return nil
+}
+
+// reload is SIGHUP: validate first; a bad config leaves the old one.
+func (c *runCmd) reload(ctx context.Context) {
+	cfg, err := configs.Load(c.config)
+	if err != nil {
+		c.logger.Error("reload refused; keeping the running configuration", "error", err)
+		return
+	}
+	c.mu.Lock()
+	old := c.cfg
+	c.mu.Unlock()
+	if cfg.Cloud != old.Cloud || (cfg.Cloud != "emulator" && cfg.Endpoints != old.Endpoints) || cfg.TLS != old.TLS || cfg.State.Path != old.State.Path {
+		c.logger.Warn("cloud, endpoints, TLS and state.path changes take effect at the next start")
+	}
+	cfg.Cloud, cfg.Endpoints, cfg.TLS, cfg.State.Path = old.Cloud, old.Endpoints, old.TLS, old.State.Path
+	if err := c.env.setCredentials(cfg); err != nil {
+		c.logger.Error("reload refused; keeping the running configuration", "error", err)
+		return
+	}
+	if err := c.apply(ctx, cfg); err != nil {
+		c.logger.Error("reload failed", "error", err)
+		return
+	}
+	c.logger.Info("configuration reloaded", "jobs", len(cfg.Jobs))
+}
+
+func (c *runCmd) prune(ctx context.Context) {
+	c.mu.Lock()
+	r := c.cfg.State.Retention
+	c.mu.Unlock()
+	if n, err := c.store.Prune(ctx, r.Count, r.Age.D()); err != nil {
+		c.logger.Error("prune run history", "error", err)
+	} else if n > 0 {
+		c.logger.Info("run history pruned", "runs", n)
+	}
+}
+
+// runFunc is one slot of a job: record it, start the refresh, record its
+// id the moment it is known, follow it, record the outcome.
+func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.RunFunc {
+	return func(ctx context.Context, slot time.Time, kind string) error {
+		id, err := c.store.Begin(ctx, job.Name, slot, kind)
+		if errors.Is(err, store.ErrDuplicate) {
+			c.logger.Info("slot already recorded; not triggered again", "job", job.Name, "slot", slot)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("record run of %s: %w", job.Name, err)
+		}
+		ds, opts, pol := jobRequest(job)
+		pol.Claimed = c.claimed
+		persist := context.WithoutCancel(ctx)
+		pol.Started = func(rf refresh.Refresh) {
+			if err := c.store.SetRefresh(persist, id, rf.ID); err != nil {
+				c.logger.Error("record refresh id", "job", job.Name, "refresh_id", rf.ID, "error", err)
+			}
+		}
+		res := client.Run(ctx, ds, opts, pol, nil)
+		c.finish(ctx, job.Name, slot, id, res)
+		return nil
+	}
+}
+
+// finish records an outcome, unless shutdown interrupted the run: then the
+// record stays pending or running for the next start to resolve.
+func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int64, res refresh.Result) {
+	if ctx.Err() != nil && res.Outcome == refresh.Error {
+		c.logger.Info("run interrupted by shutdown; the next start reattaches", "job", job, "slot", slot, "refresh_id", res.RefreshID)
+		return
+	}
+	if err := c.store.Finish(context.WithoutCancel(ctx), id, string(res.Outcome), res.RefreshID, res.Polls, res.Error, res.Hint, res.Note); err != nil {
+		c.logger.Error("record outcome", "job", job, "error", err)
+	}
+	c.logger.Info("run finished", "job", job, "slot", slot, "status", res.Outcome, "refresh_id", res.RefreshID, "polls", res.Polls)
+}
+
+// reattach follows the runs left in flight by an earlier process: running
+// ones by their refresh id; pending ones (the POST may or may not have
+// reached Power BI) by looking for their refresh in the history, never by
+// posting again.
+func (c *runCmd) reattach(ctx context.Context) {
+	runs, err := c.store.InFlight(ctx)
+	if err != nil {
+		c.logger.Error("read runs in flight", "error", err)
+		return
+	}
+	c.mu.Lock()
+	cfg, clients := c.cfg, c.clients
+	c.mu.Unlock()
+	for _, r := range runs {
+		job := cfg.Job(r.Job)
+		persist := context.WithoutCancel(ctx)
+		if job == nil {
+			c.store.Finish(persist, r.ID, string(refresh.Error), "", 0, "the job is no longer in the configuration", "its refresh, if any, was not followed", "")
+			continue
+		}
+		client := clients[job.Credential]
+		ds, opts, pol := jobRequest(job)
+		pol.Claimed = c.claimed
+		release := c.sched.Hold(r.Job)
+		c.wg.Add(1)
+		go func(r store.Run) {
+			defer c.wg.Done()
+			defer release()
+			rf := refresh.Refresh{Dataset: ds, ID: r.RefreshID, Enhanced: opts.Enhanced, Posted: r.Posted}
+			if r.Status == store.Pending {
+				found, err := client.FindStarted(ctx, ds, r.Posted, pol)
+				if err != nil {
+					if ctx.Err() == nil {
+						c.store.Finish(persist, r.ID, string(refresh.Error), "", 0, "could not settle an interrupted run: "+err.Error(), "", "")
+					}
+					return
+				}
+				if found == "" {
+					c.store.Finish(persist, r.ID, string(refresh.Error), "", 0, "interrupted before Power BI started a refresh", "nothing to do: the next slot runs as usual", "")
+					c.logger.Info("interrupted run had not started a refresh", "job", r.Job, "slot", r.Slot)
+					return
+				}
+				c.store.SetRefresh(persist, r.ID, found)
+				rf.ID = found
+				c.logger.Info("interrupted run's refresh found in the history", "job", r.Job, "slot", r.Slot, "refresh_id", found)
+			}
+			c.logger.Info("reattached", "job", r.Job, "slot", r.Slot, "refresh_id", rf.ID)
+			res := client.Follow(ctx, rf, pol)
+			c.finish(ctx, r.Job, r.Slot, r.ID, res)
+		}(r)
+	}
+}
+
+// claimed: a refresh id some recorded run already owns.
+func (c *runCmd) claimed(id string) bool {
+	ok, err := c.store.Claimed(context.Background(), id)
+	return err != nil || ok // on a read error, adopt nothing
+}
+
+func (c *runCmd) Close() error {
+	if c.env != nil {
+		c.env.Close()
+	}
+	if c.store != nil {
+		return c.store.Close()
+	}
+	return nil
+}

@@ -305,19 +305,21 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load on bytes; name labels the messages.
 func Parse(name string, b []byte) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, decodeError(name, &root, err)
+	// The node tree (for line:col in messages) is built only when there is
+	// something to report: a 10,000-job file then costs one parse, not two.
+	root := func() *yaml.Node {
+		var n yaml.Node
+		yaml.Unmarshal(b, &n)
+		return &n
 	}
 	cfg := &Config{Path: name}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, decodeError(name, &root, err)
+		return nil, decodeError(name, root(), err)
 	}
 	cfg.Path = name
-	pos := positions{}
-	pos.record(&root, "")
+	pos := &positions{root: root}
 	if errs := cfg.defaultAndValidate(pos); len(errs) > 0 {
 		sortByPosition(errs)
 		return nil, errors.Join(errs...)
@@ -431,10 +433,14 @@ func keyColumn(n *yaml.Node, line, key string) string {
 	return ""
 }
 
-// positions maps key paths ("jobs[0].refresh.type") to "line:col".
-type positions map[string]string
+// positions maps key paths ("jobs[0].refresh.type") to "line:col",
+// parsing the file's node tree on first use.
+type positions struct {
+	root func() *yaml.Node
+	m    map[string]string
+}
 
-func (p positions) record(n *yaml.Node, path string) {
+func (p *positions) record(n *yaml.Node, path string) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
@@ -447,22 +453,26 @@ func (p positions) record(n *yaml.Node, path string) {
 			if path != "" {
 				kp = path + "." + k.Value
 			}
-			p[kp] = fmt.Sprintf("%d:%d", v.Line, v.Column)
+			p.m[kp] = fmt.Sprintf("%d:%d", v.Line, v.Column)
 			p.record(v, kp)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
 			ip := fmt.Sprintf("%s[%d]", path, i)
-			p[ip] = fmt.Sprintf("%d:%d", c.Line, c.Column)
+			p.m[ip] = fmt.Sprintf("%d:%d", c.Line, c.Column)
 			p.record(c, ip)
 		}
 	}
 }
 
 // at returns the position of path or of its nearest present parent.
-func (p positions) at(path string) string {
+func (p *positions) at(path string) string {
+	if p.m == nil {
+		p.m = map[string]string{}
+		p.record(p.root(), "")
+	}
 	for path != "" {
-		if lc, ok := p[path]; ok {
+		if lc, ok := p.m[path]; ok {
 			return lc
 		}
 		i := strings.LastIndexAny(path, ".[")
@@ -504,7 +514,7 @@ func keys[V any](m map[string]V) string {
 	return strings.Join(ks, " | ")
 }
 
-func (c *Config) defaultAndValidate(pos positions) []error {
+func (c *Config) defaultAndValidate(pos *positions) []error {
 	var errs []error
 	bad := func(path, who, fix, format string, a ...any) {
 		msg := fmt.Sprintf(format, a...)
@@ -797,7 +807,7 @@ func merge(j, d JobSettings) JobSettings {
 	return j
 }
 
-func (c *Config) checkSettings(pos positions, p, who string, s *JobSettings) []error {
+func (c *Config) checkSettings(pos *positions, p, who string, s *JobSettings) []error {
 	var errs []error
 	bad := func(path, fix, format string, a ...any) {
 		msg := fmt.Sprintf(format, a...)
@@ -821,7 +831,7 @@ func (c *Config) checkSettings(pos positions, p, who string, s *JobSettings) []e
 	return errs
 }
 
-func (c *Config) checkSecretRef(pos positions, p, who string, s *SecretRef) []error {
+func (c *Config) checkSecretRef(pos *positions, p, who string, s *SecretRef) []error {
 	var errs []error
 	bad := func(path, fix, format string, a ...any) {
 		errs = append(errs, &Error{Msg: fmt.Sprintf("%s:%s: %s: %s", c.Path, pos.at(path), who, fmt.Sprintf(format, a...)), Fix: fix})
@@ -858,7 +868,7 @@ func (c *Config) checkSecretRef(pos positions, p, who string, s *SecretRef) []er
 	return errs
 }
 
-func (c *Config) checkEnhanced(pos positions, p, who string, e *Enhanced) []error {
+func (c *Config) checkEnhanced(pos *positions, p, who string, e *Enhanced) []error {
 	var errs []error
 	bad := func(path, fix, format string, a ...any) {
 		errs = append(errs, &Error{Msg: fmt.Sprintf("%s:%s: %s: %s", c.Path, pos.at(path), who, fmt.Sprintf(format, a...)), Fix: fix})

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,36 @@ type jobState struct {
 	hasNext bool
 	running bool
 	pending *queued
+	index   int // in the heap; -1 when not in it
+}
+
+// fireHeap orders the enabled jobs by their next firing time, so a wake
+// costs O(log n) in the number of jobs, not O(n).
+type fireHeap []*jobState
+
+func (h fireHeap) Len() int { return len(h) }
+func (h fireHeap) Less(i, j int) bool {
+	if !h[i].fireAt.Equal(h[j].fireAt) {
+		return h[i].fireAt.Before(h[j].fireAt)
+	}
+	return h[i].job.Name < h[j].job.Name
+}
+func (h fireHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *fireHeap) Push(x any) {
+	st := x.(*jobState)
+	st.index = len(*h)
+	*h = append(*h, st)
+}
+func (h *fireHeap) Pop() any {
+	old := *h
+	st := old[len(old)-1]
+	old[len(old)-1] = nil
+	st.index = -1
+	*h = old[:len(old)-1]
+	return st
 }
 
 type queued struct {
@@ -98,6 +129,7 @@ type Scheduler struct {
 
 	mu      sync.Mutex
 	jobs    map[string]*jobState
+	due     fireHeap // enabled jobs with a next slot, by fire time
 	lastNow time.Time
 	global  chan struct{}
 	perKey  map[string]chan struct{}
@@ -169,6 +201,17 @@ func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 			s.Logger.Info("job removed", "job", name)
 		}
 	}
+	s.due = s.due[:0]
+	for _, st := range s.jobs {
+		st.index = -1
+		if st.job.Enabled && st.hasNext {
+			s.due = append(s.due, st)
+		}
+	}
+	sort.Slice(s.due, func(i, j int) bool { return s.due.Less(i, j) })
+	for i, st := range s.due {
+		st.index = i
+	}
 	return nil
 }
 
@@ -215,16 +258,19 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) {
 		}
 	}
 	s.lastNow = now
-	names := make([]string, 0, len(s.jobs))
-	for n := range s.jobs {
-		names = append(names, n)
+	var fired []*jobState
+	for len(s.due) > 0 && !s.due[0].fireAt.After(now) {
+		fired = append(fired, heap.Pop(&s.due).(*jobState))
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		st := s.jobs[name]
-		if !st.job.Enabled {
-			continue
+	defer func() {
+		for _, st := range fired {
+			if st.hasNext && st.job.Enabled && s.jobs[st.job.Name] == st {
+				heap.Push(&s.due, st)
+			}
 		}
+	}()
+	for _, st := range fired {
+		name := st.job.Name
 		var due []Slot
 		skippedOld := 0
 		for st.hasNext && !st.fireAt.After(now) {
@@ -413,10 +459,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		s.Tick(ctx, now)
 		wait := s.wake()
 		s.mu.Lock()
-		for _, st := range s.jobs {
-			if st.job.Enabled && st.hasNext {
-				wait = min(wait, max(st.fireAt.Sub(now), 0))
-			}
+		if len(s.due) > 0 {
+			wait = min(wait, max(s.due[0].fireAt.Sub(now), 0))
 		}
 		s.mu.Unlock()
 		if err := s.clock.Sleep(ctx, max(wait, time.Millisecond)); err != nil {

@@ -1,7 +1,7 @@
 // Package store keeps pbirefresh's durable state in an embedded SQLite
 // database (modernc.org/sqlite, pure Go): every run (job, slot, kind,
-// refresh id, status, timestamps, polls, error, hint, note), the last slot
-// of each job, and so the refreshes in flight.
+// refresh id, status, timestamps, polls, error, hint, note); from them it
+// answers the last slot of each job and the refreshes in flight.
 //
 // A run is identified by (job, slot) and the pair is unique, so a slot is
 // never recorded, and therefore never triggered, twice, across restarts

@@ -77,11 +77,7 @@ var migrations = []string{
 		note       TEXT    NOT NULL DEFAULT '',
 		UNIQUE (job, slot)
 	);
-	CREATE INDEX runs_status ON runs (status);
-	CREATE TABLE jobs (
-		name      TEXT PRIMARY KEY,
-		last_slot INTEGER NOT NULL      -- the newest slot decided (run, skipped or missed)
-	);`,
+	CREATE INDEX runs_status ON runs (status);`,
 }
 
 // Store is an open state database. It is safe for concurrent use.
@@ -91,6 +87,8 @@ type Store struct {
 
 	db   *sql.DB
 	path string
+	// Statements on the hot path, prepared once.
+	begin, setRefresh, finish *sql.Stmt
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -110,6 +108,20 @@ func Open(path string) (*Store, error) {
 	if err := s.migrate(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{
+		{&s.begin, `INSERT INTO runs (job, slot, kind, status, posted, note) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&s.setRefresh, `UPDATE runs SET refresh_id = ?, status = ? WHERE id = ?`},
+		{&s.finish, `UPDATE runs SET status = ?, refresh_id = CASE WHEN ? = '' THEN refresh_id ELSE ? END,
+			ended = ?, polls = polls + ?, error = ?, hint = ?, note = ? WHERE id = ?`},
+	} {
+		if *p.stmt, err = db.Prepare(p.sql); err != nil {
+			db.Close()
+			return nil, &Error{fmt.Errorf("prepare state statements: %w", err), ""}
+		}
 	}
 	return s, nil
 }
@@ -145,7 +157,14 @@ func (s *Store) migrate() error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	for _, st := range []*sql.Stmt{s.begin, s.setRefresh, s.finish} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return s.db.Close()
+}
 
 func (s *Store) now() time.Time {
 	if s.Now != nil {
@@ -172,30 +191,17 @@ func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
-// insert records a run and advances the job's last slot, in one
-// transaction.
+// insert records a run. The (job, slot) index keeps it unique and also
+// answers LastSlot, so this is one statement, one implicit transaction.
 func (s *Store) insert(ctx context.Context, job string, slot time.Time, kind, status, note string, posted time.Time) (int64, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO runs (job, slot, kind, status, posted, note) VALUES (?, ?, ?, ?, ?, ?)`,
-		job, nanos(slot), kind, status, nanos(posted), note)
+	res, err := s.begin.ExecContext(ctx, job, nanos(slot), kind, status, nanos(posted), note)
 	if isUnique(err) {
 		return 0, ErrDuplicate
 	}
 	if err != nil {
 		return 0, err
 	}
-	id, _ := res.LastInsertId()
-	if kind != Manual {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (name, last_slot) VALUES (?, ?)
-			ON CONFLICT (name) DO UPDATE SET last_slot = max(last_slot, excluded.last_slot)`, job, nanos(slot)); err != nil {
-			return 0, err
-		}
-	}
-	return id, tx.Commit()
+	return res.LastInsertId()
 }
 
 // Begin records a run about to POST. ErrDuplicate means the slot was
@@ -235,15 +241,13 @@ func (s *Store) Fail(ctx context.Context, job string, slot time.Time, kind, note
 
 // SetRefresh records the refresh id of a run: it is now in flight.
 func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE runs SET refresh_id = ?, status = ? WHERE id = ?`, refreshID, Running, id)
+	_, err := s.setRefresh.ExecContext(ctx, refreshID, Running, id)
 	return err
 }
 
 // Finish writes a run's outcome.
 func (s *Store) Finish(ctx context.Context, id int64, status, refreshID string, polls int, errText, hint, note string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE runs SET status = ?, refresh_id = CASE WHEN ? = '' THEN refresh_id ELSE ? END,
-		ended = ?, polls = polls + ?, error = ?, hint = ?, note = ? WHERE id = ?`,
-		status, refreshID, refreshID, nanos(s.now()), polls, errText, hint, note, id)
+	_, err := s.finish.ExecContext(ctx, status, refreshID, refreshID, nanos(s.now()), polls, errText, hint, note, id)
 	return err
 }
 
@@ -254,17 +258,19 @@ func (s *Store) Claimed(ctx context.Context, refreshID string) (bool, error) {
 	return n > 0, err
 }
 
-// LastSlot returns the newest slot decided for a job.
+// LastSlot returns the newest slot decided for a job (run, skipped or
+// missed; manual runs do not count). Retention keeps each job's newest run,
+// so it survives pruning unless every run of the job aged out.
 func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, error) {
-	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT last_slot FROM jobs WHERE name = ?`, job).Scan(&n)
-	if errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, false, nil
-	}
+	var n sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT max(slot) FROM runs WHERE job = ? AND kind != ?`, job, Manual).Scan(&n)
 	if err != nil {
 		return time.Time{}, false, err
 	}
-	return fromNanos(n), true, nil
+	if !n.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromNanos(n.Int64), true, nil
 }
 
 const runColumns = `id, job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note`

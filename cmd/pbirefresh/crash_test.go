@@ -27,9 +27,17 @@ import (
 // emulatorProcess runs `pbirefresh emulator` and returns its URL, CA file
 // and an HTTP client for its control API.
 func emulatorProcess(t *testing.T, dir string) (string, string, *http.Client) {
+	return emulatorProcessB(t, dir, "")
+}
+
+func emulatorProcessB(t testing.TB, dir, scenario string) (string, string, *http.Client) {
 	t.Helper()
 	ca := filepath.Join(dir, "ca.pem")
-	cmd := exec.Command(binary, "emulator", "--listen", "127.0.0.1:0", "--ca-out", ca)
+	args := []string{"emulator", "--listen", "127.0.0.1:0", "--ca-out", ca}
+	if scenario != "" {
+		args = append(args, "--scenario", scenario)
+	}
+	cmd := exec.Command(binary, args...)
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = nil
 	if err := cmd.Start(); err != nil {

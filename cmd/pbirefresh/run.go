@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -25,6 +27,9 @@ type runCmd struct {
 	stdout, stderr io.Writer
 	logger         *slog.Logger
 	config         string
+	// started, if set, is closed once the daemon is scheduling (tests and
+	// benchmarks measure start-up with it).
+	started chan struct{}
 
 	env   *env
 	store *store.Store
@@ -67,6 +72,10 @@ func (c *runCmd) Run(ctx context.Context) error {
 	}
 	c.reattach(ctx)
 	c.prune(ctx)
+	// Loading a large config leaves garbage behind; hand it back to the OS
+	// before settling in for months.
+	runtime.GC()
+	debug.FreeOSMemory()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -86,6 +95,9 @@ func (c *runCmd) Run(ctx context.Context) error {
 		}
 	}()
 	c.logger.Info("pbirefresh started", "jobs", len(cfg.Jobs), "state", cfg.State.Path, "version", versionString())
+	if c.started != nil {
+		close(c.started)
+	}
 	c.sched.Run(ctx)
 
 	// SIGTERM/SIGINT: no new runs; runs in flight stop following (their
@@ -219,7 +231,8 @@ func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int6
 	if err := c.store.Finish(context.WithoutCancel(ctx), id, string(res.Outcome), res.RefreshID, res.Polls, res.Error, res.Hint, res.Note); err != nil {
 		c.logger.Error("record outcome", "job", job, "error", err)
 	}
-	c.logger.Info("run finished", "job", job, "slot", slot, "status", res.Outcome, "refresh_id", res.RefreshID, "polls", res.Polls)
+	// The refresh package already logged the outcome with its details.
+	c.logger.Debug("run recorded", "job", job, "slot", slot, "status", res.Outcome, "refresh_id", res.RefreshID)
 }
 
 // reattach follows the runs left in flight by an earlier process: running

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/pbirefresh/pbirefresh/configs"
+	"github.com/pbirefresh/pbirefresh/refresh"
+	"github.com/pbirefresh/pbirefresh/store"
+)
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procRSS reads a memory line (VmRSS:, VmHWM:) of a process, in MB.
+func procRSS(pid int, key string) float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, key) {
+			f := strings.Fields(l)
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// procCPU reads a process's user + system CPU time (clock ticks of 10 ms).
+func procCPU(pid int) time.Duration {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// benchScenario: one Premium workspace, 100 datasets whose refreshes take
+// 100 ms; the demo tenant and app.
+func benchScenario(dir string) string {
+	var b strings.Builder
+	b.WriteString(`settings: {history_delay: 0s, request_log_size: 200000}
+tenants: [{id: c0ffee00-0000-4000-8000-000000000001}]
+apps: [{client_id: c0ffee00-0000-4000-8000-0000000000a1, tenant: c0ffee00-0000-4000-8000-000000000001, secrets: [{value: bench-secret}]}]
+workspaces:
+  - id: c0ffee00-0000-4000-8000-000000000101
+    name: Bench
+    members: [{principal: c0ffee00-0000-4000-8000-0000000000a1, role: Admin}]
+    datasets:
+`)
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&b, "      - {id: c0ffee00-0000-4000-8000-%012d, name: d%d, behaviour: {duration: 100ms}}\n", 800000+i, i)
+	}
+	path := filepath.Join(dir, "scenario.yaml")
+	os.WriteFile(path, []byte(b.String()), 0o600)
+	return path
+}
+
+// specs gives job i a slot at base + i/rate seconds: rate runs per second.
+func specs(n, rate int, base time.Time) []string {
+	out := make([]string, n)
+	for i := range out {
+		at := base.Add(time.Duration(i/rate) * time.Second)
+		out[i] = fmt.Sprintf("%d %d %d * * *", at.Second(), at.Minute(), at.Hour())
+	}
+	return out
+}
+
+// BenchmarkDaemon10kJobs: 10,000 jobs in one config firing 100 runs per
+// second against the emulator (a separate process, so its CPU is not
+// counted). It reports validation and start-up time, resident memory,
+// lateness from slot to POST, and CPU per fired run, beside, in the same
+// run, a bare robfig/cron Cron firing no-op jobs on the same schedules and
+// the HTTP work of the same runs without a scheduler. -benchtime=1x.
+func BenchmarkDaemon10kJobs(b *testing.B) {
+	const jobs, rate, window = 10000, 100, 10 * time.Second
+	for iter := 0; iter < b.N; iter++ {
+		dir := b.TempDir()
+		url, ca, _ := emulatorProcessB(b, dir, benchScenario(dir))
+		os.Setenv("PBI_BENCH_SECRET", "bench-secret")
+
+		base := time.Now().Add(6 * time.Second).Truncate(time.Second)
+		var cfgText strings.Builder
+		fmt.Fprintf(&cfgText, `cloud: custom
+endpoints: {authority_host: %[1]s, powerbi_api: %[1]s, powerbi_scope: "https://analysis.windows.net/powerbi/api/.default", keyvault_challenge_verification: false}
+tls: {ca_file: %[2]s}
+state: {path: %[3]s}
+credentials:
+  bench: {tenant_id: c0ffee00-0000-4000-8000-000000000001, client_id: c0ffee00-0000-4000-8000-0000000000a1, client_secret: {env: PBI_BENCH_SECRET}}
+defaults: {poll: {min_interval: 1s, max_interval: 2s}, history_grace: 10s}
+jobs:
+`, url, ca, filepath.Join(dir, "state.db"))
+		sp := specs(jobs, rate, base)
+		for i, s := range sp {
+			fmt.Fprintf(&cfgText, "  - {name: job-%05d, schedule: \"%s\", credential: bench, workspace_id: c0ffee00-0000-4000-8000-000000000101, dataset_id: c0ffee00-0000-4000-8000-%012d, refresh: {type: full}}\n", i, s, 800000+i%100)
+		}
+		cfgPath := filepath.Join(dir, "pbirefresh.yaml")
+		os.WriteFile(cfgPath, []byte(cfgText.String()), 0o600)
+
+		began := time.Now()
+		if _, err := configs.Load(cfgPath); err != nil {
+			b.Fatal(err)
+		}
+		validation := time.Since(began)
+
+		// The daemon is its own process, so its memory and CPU are its own.
+		cmd := exec.Command(binary, "run", "--config", cfgPath)
+		cmd.Env = append(os.Environ(), "PBI_BENCH_SECRET=bench-secret")
+		stderr, _ := cmd.StderrPipe()
+		began = time.Now()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		started := make(chan struct{})
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			once := false
+			for sc.Scan() {
+				if !once && strings.Contains(sc.Text(), "pbirefresh started") {
+					once = true
+					close(started)
+				}
+			}
+		}()
+		select {
+		case <-started:
+		case <-time.After(30 * time.Second):
+			b.Fatal("the daemon did not start")
+		}
+		startup := time.Since(began)
+		pid := cmd.Process.Pid
+		rssStarted := procRSS(pid, "VmRSS:")
+		if wait := time.Until(base); wait > 0 {
+			time.Sleep(wait)
+		} else {
+			b.Logf("start-up overran the first slot by %s", -wait)
+		}
+		cpu0 := procCPU(pid)
+		time.Sleep(window)
+		cpuDaemon := procCPU(pid) - cpu0
+		rssFiring := procRSS(pid, "VmRSS:")
+		time.Sleep(3 * time.Second) // let the window's runs finish
+		peak := procRSS(pid, "VmHWM:")
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+
+		st, err := store.Open(filepath.Join(dir, "state.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		runs, _ := st.Runs(context.Background(), "", 0)
+		st.Close()
+		var late []time.Duration
+		fired, completed := 0, 0
+		for _, r := range runs {
+			if r.Slot.Before(base) || !r.Slot.Before(base.Add(window)) {
+				continue
+			}
+			fired++
+			if r.Status == "completed" {
+				completed++
+			}
+			late = append(late, r.Posted.Sub(r.Slot))
+		}
+		sort.Slice(late, func(i, j int) bool { return late[i] < late[j] })
+		if len(late) == 0 {
+			b.Fatal("nothing fired")
+		}
+		p50, p99 := late[len(late)/2], late[len(late)*99/100]
+
+		// Bare robfig/cron on the same schedules, no-op jobs.
+		base2 := time.Now().Add(3 * time.Second).Truncate(time.Second)
+		c := cron.New(cron.WithSeconds(), cron.WithLocation(time.UTC))
+		var bareFired atomic.Int64
+		for _, s := range specs(jobs, rate, base2) {
+			c.AddFunc(s, func() { bareFired.Add(1) })
+		}
+		c.Start()
+		time.Sleep(time.Until(base2))
+		cpu0 = cpuTime()
+		time.Sleep(window)
+		cpuBare := cpuTime() - cpu0
+		c.Stop()
+
+		// The HTTP work alone: the same runs at the same rate, no scheduler.
+		cfg, _ := configs.Load(cfgPath)
+		e, err := newEnv(cfg, slog.New(slog.DiscardHandler), refresh.SystemClock{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		client := e.client("bench")
+		cpu0 = cpuTime()
+		var wg sync.WaitGroup
+		httpRuns := 0
+		for sec := 0; sec < int(window/time.Second); sec++ {
+			tick := time.Now()
+			for k := 0; k < rate; k++ {
+				j := cfg.Jobs[(sec*rate+k+5000)%jobs]
+				ds, opts, pol := jobRequest(j)
+				wg.Add(1)
+				httpRuns++
+				go func() { defer wg.Done(); client.Run(context.Background(), ds, opts, pol, nil) }()
+			}
+			time.Sleep(time.Second - time.Since(tick))
+		}
+		wg.Wait()
+		cpuHTTP := cpuTime() - cpu0
+		e.Close()
+
+		perDaemon := cpuDaemon / time.Duration(max(fired, 1))
+		perBare := cpuBare / time.Duration(max(bareFired.Load(), 1))
+		perHTTP := cpuHTTP / time.Duration(max(httpRuns, 1))
+		b.Logf(`
+jobs %d, firing %d runs/s for %s
+validation (configs.Load)      %s
+start-up (load, store, schedule) %s
+resident memory (daemon)       %.1f MB started, %.1f MB while firing, %.1f MB peak
+runs fired in the window       %d (%d completed)
+lateness slot -> POST          p50 %s, p99 %s
+CPU per fired run              daemon %s; bare robfig Cron %s (%d fired); HTTP work alone %s (%d runs)
+daemon / (2 x bare + HTTP)     %.2f (target <= 1)`,
+			jobs, rate, window, validation.Round(time.Millisecond), startup.Round(time.Millisecond),
+			rssStarted, rssFiring, peak, fired, completed, p50.Round(time.Microsecond), p99.Round(time.Microsecond),
+			perDaemon.Round(time.Microsecond), perBare.Round(time.Microsecond), bareFired.Load(), perHTTP.Round(time.Microsecond), httpRuns,
+			float64(perDaemon)/float64(2*perBare+perHTTP))
+		b.ReportMetric(startup.Seconds(), "startup-s")
+		b.ReportMetric(peak, "peak-rss-MB")
+		b.ReportMetric(float64(p99)/1e6, "p99-lateness-ms")
+		b.ReportMetric(float64(perDaemon)/float64(2*perBare+perHTTP), "cpu-vs-target")
+	}
+}

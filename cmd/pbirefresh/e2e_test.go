@@ -81,7 +81,7 @@ func runBinary(t *testing.T, env []string, args ...string) result {
 const demo = "../../configs/demo.yaml"
 
 func TestValidate(t *testing.T) {
-	if r := runBinary(t, nil, "validate", "--config", demo); r.code != 0 || !strings.Contains(r.stdout, "OK (5 jobs") {
+	if r := runBinary(t, nil, "validate", "--config", demo); r.code != 0 || !strings.Contains(r.stdout, "OK (6 jobs") {
 		t.Fatalf("%+v", r)
 	}
 	r := runBinary(t, nil, "validate", "--config", "../../configs/testdata/many-problems.yaml")

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// logWatcher collects a process's log lines and waits for one.
+type logWatcher struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (w *logWatcher) scan(sc *bufio.Scanner) {
+	for sc.Scan() {
+		w.mu.Lock()
+		w.lines = append(w.lines, sc.Text())
+		w.mu.Unlock()
+	}
+}
+
+// waitFor waits until a line after index from contains all parts; it
+// returns the index after that line.
+func (w *logWatcher) waitFor(t *testing.T, from int, timeout time.Duration, parts ...string) int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		for i := from; i < len(w.lines); i++ {
+			ok := true
+			for _, p := range parts {
+				ok = ok && strings.Contains(w.lines[i], p)
+			}
+			if ok {
+				w.mu.Unlock()
+				return i + 1
+			}
+		}
+		w.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t.Fatalf("no log line with %q within %s; log:\n%s", parts, timeout, strings.Join(w.lines, "\n"))
+	return 0
+}
+
+func demoWith(t *testing.T, dir string, edit func(string) string) string {
+	b, err := os.ReadFile(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "path: pbirefresh-demo.db", "path: "+filepath.Join(dir, "state.db"), 1)
+	return edit(s)
+}
+
+func TestDaemonReloadAndStop(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pbirefresh.yaml")
+	onlySales := func(s string) string {
+		// sales every 2 s; the other jobs paused.
+		s = strings.Replace(s, `schedule: "*/15 * * * * *"`, `schedule: "*/2 * * * * *"`, 1)
+		for _, j := range []string{"finance", "inventory", "team"} {
+			s = strings.Replace(s, "  - name: "+j+" ", "  - enabled: false\n    name: "+j+" ", 1)
+		}
+		return s
+	}
+	os.WriteFile(cfg, []byte(demoWith(t, dir, onlySales)), 0o600)
+	cmd := exec.Command(binary, "run", "--config", cfg)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	w := &logWatcher{}
+	go w.scan(bufio.NewScanner(stderr))
+	at := w.waitFor(t, 0, 30*time.Second, "pbirefresh started")
+	at = w.waitFor(t, at, 20*time.Second, "run fired", "job=sales")
+
+	// A bad config is refused; the old one keeps running.
+	os.WriteFile(cfg, []byte(demoWith(t, dir, onlySales)+"\nshedule: oops\n"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	at = w.waitFor(t, at, 10*time.Second, "reload refused; keeping the running configuration", "shedule")
+	at = w.waitFor(t, at, 20*time.Second, "run fired", "job=sales")
+
+	// A good one takes effect: sales paused, team every 2 s.
+	os.WriteFile(cfg, []byte(demoWith(t, dir, func(s string) string {
+		s = strings.Replace(s, `schedule: "*/30 * * * * *"`, `schedule: "*/2 * * * * *"`, 1)
+		for _, j := range []string{"sales", "finance", "inventory"} {
+			s = strings.Replace(s, "  - name: "+j+" ", "  - enabled: false\n    name: "+j+" ", 1)
+		}
+		return s
+	})), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	at = w.waitFor(t, at, 10*time.Second, "configuration reloaded")
+	w.waitFor(t, at, 20*time.Second, "run fired", "job=team")
+
+	// SIGTERM: persist and exit 0 within shutdown_timeout.
+	began := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	if el := time.Since(began); el > 30*time.Second {
+		t.Fatalf("stopped after %s", el)
+	}
+	w.waitFor(t, 0, time.Second, "stopped")
+
+	// history reads the store.
+	r := runBinary(t, nil, "history", "--config", cfg, "--output", "json", "--limit", "50")
+	var runs []map[string]any
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &runs) != nil || len(runs) < 2 {
+		t.Fatalf("history: %+v", r)
+	}
+	jobs := map[string]bool{}
+	for _, run := range runs {
+		jobs[fmt.Sprint(run["job"])] = true
+		if run["slot"] == nil || run["kind"] == nil || run["status"] == nil {
+			t.Fatalf("history entry: %v", run)
+		}
+	}
+	if !jobs["sales"] || !jobs["team"] {
+		t.Fatalf("history jobs: %v", jobs)
+	}
+	if r := runBinary(t, nil, "history", "--config", cfg, "--job", "team"); r.code != 0 || !strings.Contains(r.stdout, "SLOT (UTC)") || !strings.Contains(r.stdout, " team ") {
+		t.Fatalf("history text: %+v", r)
+	}
+}
+
+func TestNextCommand(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte(`credentials:
+  c: {tenant_id: 00000000-0000-0000-0000-000000000000, client_id: 11111111-1111-1111-1111-111111111111, client_secret: {env: X}}
+jobs:
+  - {name: ny, schedule: "30 2 * * *", timezone: America/New_York, credential: c, workspace_id: 22222222-2222-2222-2222-222222222222, dataset_id: 33333333-3333-3333-3333-333333333333}
+  - {name: utc, schedule: "0 6 * * *", credential: c, workspace_id: 22222222-2222-2222-2222-222222222222, dataset_id: 33333333-3333-3333-3333-333333333333}
+  - {name: off, enabled: false, schedule: "@hourly", credential: c, workspace_id: 22222222-2222-2222-2222-222222222222, dataset_id: 33333333-3333-3333-3333-333333333333}
+`), 0o600)
+	r := runBinary(t, nil, "next", "--config", cfg, "--count", "2", "--from", "2026-03-07T12:00:00Z")
+	// Sorted by instant: 03:00 EDT is 07:00Z, after the 06:00Z run.
+	want := "2026-03-08T06:00:00Z  utc\n2026-03-08T03:00:00-04:00  ny  shifted from 02:30 (DST gap)\n2026-03-09T06:00:00Z  utc\n2026-03-09T02:30:00-04:00  ny\n"
+	if r.code != 0 || r.stdout != want {
+		t.Fatalf("next:\n%s\nwant:\n%s (exit %d, %s)", r.stdout, want, r.code, r.stderr)
+	}
+	if r := runBinary(t, nil, "next", "--config", cfg, "--from", "yesterday"); r.code != 2 {
+		t.Fatalf("bad --from: %+v", r)
+	}
+}

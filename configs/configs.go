@@ -514,15 +514,25 @@ func keys[V any](m map[string]V) string {
 	return strings.Join(ks, " | ")
 }
 
-func (c *Config) defaultAndValidate(pos *positions) []error {
-	var errs []error
-	bad := func(path, who, fix, format string, a ...any) {
-		msg := fmt.Sprintf(format, a...)
-		if who != "" {
-			msg = who + ": " + msg
-		}
-		errs = append(errs, &Error{Msg: fmt.Sprintf("%s:%s: %s", c.Path, pos.at(path), msg), Fix: fix})
+// problems collects validation errors as "file:line:col: who: problem",
+// each with its fix.
+type problems struct {
+	file string
+	pos  *positions
+	errs []error
+}
+
+func (p *problems) add(path, who, fix, format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	if who != "" {
+		msg = who + ": " + msg
 	}
+	p.errs = append(p.errs, &Error{Msg: fmt.Sprintf("%s:%s: %s", p.file, p.pos.at(path), msg), Fix: fix})
+}
+
+func (c *Config) defaultAndValidate(pos *positions) []error {
+	probs := &problems{file: c.Path, pos: pos}
+	bad := probs.add
 
 	// Cloud and endpoints.
 	if c.Cloud == "" {
@@ -604,7 +614,7 @@ func (c *Config) defaultAndValidate(pos *positions) []error {
 		kinds := 0
 		if cr.ClientSecret != nil {
 			kinds++
-			errs = append(errs, c.checkSecretRef(pos, p+".client_secret", who, cr.ClientSecret)...)
+			c.checkSecretRef(probs, p+".client_secret", who, cr.ClientSecret)
 		}
 		if cr.Certificate != nil {
 			kinds++
@@ -617,7 +627,7 @@ func (c *Config) defaultAndValidate(pos *positions) []error {
 			if cr.Username == "" || cr.Password == nil {
 				bad(p, who, "the password flow needs both username and password (a secret reference)", "username and password go together")
 			} else {
-				errs = append(errs, c.checkSecretRef(pos, p+".password", who, cr.Password)...)
+				c.checkSecretRef(probs, p+".password", who, cr.Password)
 			}
 		}
 		if kinds != 1 {
@@ -685,7 +695,7 @@ func (c *Config) defaultAndValidate(pos *positions) []error {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)
 	}
-	errs = append(errs, c.checkSettings(pos, "defaults", "", d)...)
+	c.checkSettings(probs, "defaults", "", d)
 
 	// Jobs.
 	names := map[string]int{}
@@ -719,9 +729,9 @@ func (c *Config) defaultAndValidate(pos *positions) []error {
 			if j.NotifyOption != "" {
 				bad(p+".notify_option", who, "remove notify_option: it applies only to classic refreshes, and the service refuses it with enhanced options", "notify_option cannot be combined with refresh (enhanced) options")
 			}
-			errs = append(errs, c.checkEnhanced(pos, p+".refresh", who, j.Refresh)...)
+			c.checkEnhanced(probs, p+".refresh", who, j.Refresh)
 		}
-		errs = append(errs, c.checkSettings(pos, p, who, &j.JobSettings)...)
+		c.checkSettings(probs, p, who, &j.JobSettings)
 		j.Effective = merge(j.JobSettings, *d)
 		if j.Enabled == nil {
 			yes := true
@@ -761,7 +771,7 @@ func (c *Config) defaultAndValidate(pos *positions) []error {
 			bad(p+".poll", who, "make poll.min_interval at most poll.max_interval", "poll.min_interval %s is above poll.max_interval %s", j.Effective.Poll.MinInterval.D(), j.Effective.Poll.MaxInterval.D())
 		}
 	}
-	return errs
+	return probs.errs
 }
 
 func merge(j, d JobSettings) JobSettings {
@@ -807,15 +817,8 @@ func merge(j, d JobSettings) JobSettings {
 	return j
 }
 
-func (c *Config) checkSettings(pos *positions, p, who string, s *JobSettings) []error {
-	var errs []error
-	bad := func(path, fix, format string, a ...any) {
-		msg := fmt.Sprintf(format, a...)
-		if who != "" {
-			msg = who + ": " + msg
-		}
-		errs = append(errs, &Error{Msg: fmt.Sprintf("%s:%s: %s", c.Path, pos.at(path), msg), Fix: fix})
-	}
+func (c *Config) checkSettings(probs *problems, p, who string, s *JobSettings) {
+	bad := func(path, fix, format string, a ...any) { probs.add(path, who, fix, format, a...) }
 	if s.OnTimeout != "" && s.OnTimeout != "cancel" && s.OnTimeout != "leave" {
 		bad(p+".on_timeout", "use cancel or leave", "unknown on_timeout %q", s.OnTimeout)
 	}
@@ -828,19 +831,16 @@ func (c *Config) checkSettings(pos *positions, p, who string, s *JobSettings) []
 	if s.Timeout != 0 && s.Timeout.D() < time.Minute {
 		bad(p+".timeout", "give the refresh at least a minute", "timeout %s is below 1m", s.Timeout.D())
 	}
-	return errs
+	return
 }
 
-func (c *Config) checkSecretRef(pos *positions, p, who string, s *SecretRef) []error {
-	var errs []error
-	bad := func(path, fix, format string, a ...any) {
-		errs = append(errs, &Error{Msg: fmt.Sprintf("%s:%s: %s: %s", c.Path, pos.at(path), who, fmt.Sprintf(format, a...)), Fix: fix})
-	}
+func (c *Config) checkSecretRef(probs *problems, p, who string, s *SecretRef) {
+	bad := func(path, fix, format string, a ...any) { probs.add(path, who, fix, format, a...) }
 	if s.inline {
 		// The value itself is never echoed.
 		bad(p, "store it in Key Vault (keyvault: {vault_url, secret_name}), an environment variable (env: NAME) or a file (file: /run/credentials/...) and reference it here",
 			"a secret value is written in the config")
-		return errs
+		return
 	}
 	n := 0
 	if s.KeyVault != nil {
@@ -865,14 +865,11 @@ func (c *Config) checkSecretRef(pos *positions, p, who string, s *SecretRef) []e
 	if n != 1 {
 		bad(p, "keep exactly one of keyvault, env or file", "has %d secret sources", n)
 	}
-	return errs
+	return
 }
 
-func (c *Config) checkEnhanced(pos *positions, p, who string, e *Enhanced) []error {
-	var errs []error
-	bad := func(path, fix, format string, a ...any) {
-		errs = append(errs, &Error{Msg: fmt.Sprintf("%s:%s: %s: %s", c.Path, pos.at(path), who, fmt.Sprintf(format, a...)), Fix: fix})
-	}
+func (c *Config) checkEnhanced(probs *problems, p, who string, e *Enhanced) {
+	bad := func(path, fix, format string, a ...any) { probs.add(path, who, fix, format, a...) }
 	if e.Type != "" && refreshTypes[e.Type] == "" {
 		bad(p+".type", "use "+keys(refreshTypes), "unknown refresh type %q", e.Type)
 	}
@@ -902,7 +899,7 @@ func (c *Config) checkEnhanced(pos *positions, p, who string, e *Enhanced) []err
 			bad(fmt.Sprintf("%s.objects[%d]", p, i), "name the table (and optionally its partition)", "object without a table")
 		}
 	}
-	return errs
+	return
 }
 
 // EmulatorVault reports whether a Key Vault reference means the embedded

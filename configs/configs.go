@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"sort"
@@ -38,6 +39,8 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// ShutdownTimeout bounds the exit after SIGTERM (default 30s).
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// HTTP is the daemon's server: metrics, health, API, status page.
+	HTTP HTTP `yaml:"http"`
 
 	// Path is the file the configuration came from.
 	Path string `yaml:"-"`
@@ -54,6 +57,28 @@ type State struct {
 type Retention struct {
 	Count int      `yaml:"count"` // default 1000 runs per job
 	Age   Duration `yaml:"age"`   // default 2160h (90 days)
+}
+
+// HTTP configures the daemon's HTTP server.
+type HTTP struct {
+	// Listen is the address (default 127.0.0.1:9464; "off" disables it).
+	Listen string `yaml:"listen"`
+	// TokenFile holds the bearer token every POST must carry; required
+	// to listen beyond loopback.
+	TokenFile string `yaml:"token_file"`
+}
+
+// Loopback reports whether the listen address is on loopback only.
+func (h HTTP) Loopback() bool {
+	host, _, err := net.SplitHostPort(h.Listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Limits cap refreshes in flight; 0 means no cap.
@@ -694,6 +719,24 @@ func (c *Config) defaultAndValidate(pos *positions) []error {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(30 * time.Second)
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = "127.0.0.1:9464"
+	}
+	if c.HTTP.Listen != "off" {
+		if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
+			bad("http.listen", "", "write host:port, e.g. 127.0.0.1:9464, or off", "listen %q is not host:port", c.HTTP.Listen)
+		} else if !c.HTTP.Loopback() && c.HTTP.TokenFile == "" {
+			bad("http.listen", "", "set http.token_file to a file holding a long random token (POSTs must carry it), or listen on 127.0.0.1",
+				"listening on %s, beyond loopback, needs a token_file", c.HTTP.Listen)
+		}
+	}
+	if c.HTTP.TokenFile != "" {
+		if b, err := os.ReadFile(c.HTTP.TokenFile); err != nil {
+			bad("http.token_file", "", "create the file (readable by the daemon) with a long random token, e.g. openssl rand -hex 32", "cannot read token_file: %v", err)
+		} else if len(strings.TrimSpace(string(b))) < 16 {
+			bad("http.token_file", "", "put a token of at least 16 characters in it, e.g. openssl rand -hex 32", "token_file holds a token shorter than 16 characters")
+		}
 	}
 	c.checkSettings(probs, "defaults", "", d)
 

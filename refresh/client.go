@@ -119,6 +119,10 @@ type Client struct {
 	// MaxBackoff caps the wait between retries of 5xx and network errors
 	// (default 1m).
 	MaxBackoff time.Duration
+	// Observe, if set, sees every response: the endpoint (refresh.post,
+	// refresh.history, refresh.details, refresh.cancel, groups.get,
+	// datasets.get) and the status (0 for a network error).
+	Observe func(endpoint string, status int)
 
 	base   string
 	http   *http.Client
@@ -209,6 +213,13 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, deadl
 		c.requests++
 		c.mu.Unlock()
 		res, err := c.http.Do(req)
+		if c.Observe != nil {
+			status := 0
+			if err == nil {
+				status = res.StatusCode
+			}
+			c.Observe(endpointOf(method, path), status)
+		}
 		var r *response
 		if err == nil {
 			b, rerr := io.ReadAll(io.LimitReader(res.Body, 8<<20))
@@ -693,4 +704,23 @@ func (c *Client) CheckDataset(ctx context.Context, ds Dataset, deadline time.Tim
 		return &hintError{fmt.Errorf("dataset %s is not refreshable", ds.DatasetID), "DirectQuery and live-connection models have nothing to refresh; remove the job"}
 	}
 	return nil
+}
+
+// endpointOf names a request for metrics.
+func endpointOf(method, path string) string {
+	p, _, _ := strings.Cut(path, "?")
+	switch {
+	case strings.HasSuffix(p, "/refreshes") && method == http.MethodPost:
+		return "refresh.post"
+	case strings.HasSuffix(p, "/refreshes"):
+		return "refresh.history"
+	case strings.Contains(p, "/refreshes/") && method == http.MethodDelete:
+		return "refresh.cancel"
+	case strings.Contains(p, "/refreshes/"):
+		return "refresh.details"
+	case strings.Contains(p, "/datasets/"):
+		return "datasets.get"
+	default:
+		return "groups.get"
+	}
 }

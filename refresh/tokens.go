@@ -47,6 +47,9 @@ type Credential struct {
 	Clock Clock
 	// Logger receives token events; tokens are never logged.
 	Logger *slog.Logger
+	// OnToken, if set, is called for every token the service issued (not
+	// for cached ones).
+	OnToken func()
 
 	name      string
 	tenant    string
@@ -169,6 +172,9 @@ func (c *Credential) Token(ctx context.Context) (string, error) {
 		c.token = tok
 		c.expires = c.clock().Now().Add(time.Until(expiresOn))
 		c.acquired++
+		if c.OnToken != nil {
+			c.OnToken()
+		}
 		if c.Logger != nil {
 			c.Logger.Debug("token acquired", "credential", c.name, "expires", c.expires)
 		}

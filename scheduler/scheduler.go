@@ -438,6 +438,13 @@ func (s *Scheduler) Hold(name string) (release func()) {
 	}
 }
 
+// Alive reports whether the loop has ticked within d (for a watchdog).
+func (s *Scheduler) Alive(d time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.lastNow.IsZero() && s.clock.Now().Sub(s.lastNow) < d
+}
+
 // Trigger starts a manual run now, through the overlap rules.
 func (s *Scheduler) Trigger(ctx context.Context, name string) (time.Time, error) {
 	s.mu.Lock()

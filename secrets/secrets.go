@@ -40,6 +40,9 @@ type Store struct {
 	Now func() time.Time
 	// Logger receives "secret read" events, naming the reference only.
 	Logger *slog.Logger
+	// OnRead, if set, is called after every read from a source (not from
+	// the cache), with its error.
+	OnRead func(ref string, err error)
 	// Getenv and ReadFile read env and file references (defaults
 	// os.Getenv and os.ReadFile); tests replace them.
 	Getenv   func(string) string
@@ -123,6 +126,9 @@ func (s *Store) Secret(ctx context.Context, ref string) (string, error) {
 	s.mu.Unlock()
 
 	f.value, f.err = s.read(ctx, ref)
+	if s.OnRead != nil {
+		s.OnRead(ref, f.err)
+	}
 	s.mu.Lock()
 	delete(s.flights, ref)
 	s.reads[ref]++

@@ -156,6 +156,12 @@ func (s *Store) migrate() error {
 	return nil
 }
 
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	return s.db.QueryRowContext(ctx, "SELECT 1").Scan(&n)
+}
+
 // Close closes the database.
 func (s *Store) Close() error {
 	for _, st := range []*sql.Stmt{s.begin, s.setRefresh, s.finish} {

@@ -70,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cmd = &emulatorCmd{stdout: stdout, logger: newLogger(stderr)}
 	case "run":
 		cmd = &runCmd{stdout: stdout, stderr: stderr, logger: newLogger(stderr)}
+	case "run-now":
+		cmd = &runNowCmd{stdout: stdout, stderr: stderr}
 	case "next":
 		cmd = &nextCmd{stdout: stdout, stderr: stderr}
 	case "history":
@@ -145,6 +147,8 @@ Usage:
   pbirefresh run --config FILE
                        the daemon: run the jobs on their schedules (SIGHUP reloads,
                        SIGTERM stops; refreshes in flight are reattached at the next start)
+  pbirefresh run-now --config FILE --job NAME
+                       ask the running daemon for a manual run (needs http.token_file)
   pbirefresh next --config FILE [--job NAME] [--count N] [--from RFC3339]
                        print the upcoming runs, with DST adjustments noted
   pbirefresh history --config FILE [--job NAME] [--limit N] [--output text|json]

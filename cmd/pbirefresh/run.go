@@ -8,13 +8,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/pbirefresh/pbirefresh/configs"
 	"github.com/pbirefresh/pbirefresh/refresh"
@@ -31,9 +35,15 @@ type runCmd struct {
 	// benchmarks measure start-up with it).
 	started chan struct{}
 
-	env   *env
-	store *store.Store
-	sched *scheduler.Scheduler
+	env     *env
+	store   *store.Store
+	sched   *scheduler.Scheduler
+	metrics *metrics
+
+	httpSrv    *http.Server
+	httpAddr   string
+	scheduling atomic.Bool
+	base       context.Context // the daemon's context, for manual runs from the API
 
 	mu      sync.Mutex
 	cfg     *configs.Config
@@ -65,9 +75,15 @@ func (c *runCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.sched = scheduler.New(clock, c.store, c.logger)
+	c.base = ctx
+	c.metrics = newMetrics(func() *scheduler.Scheduler { return c.sched }, c.jobNames)
+	c.env.secrets.OnRead = c.metrics.vaultRead
+	c.sched = scheduler.New(clock, &journal{Store: c.store, m: c.metrics}, c.logger)
 	c.sched.MaxInFlight, c.sched.PerKey = cfg.Limits.MaxInFlight, cfg.Limits.PerCredential
 	if err := c.apply(ctx, cfg); err != nil {
+		return err
+	}
+	if err := c.startHTTP(cfg); err != nil {
 		return err
 	}
 	c.reattach(ctx)
@@ -98,7 +114,12 @@ func (c *runCmd) Run(ctx context.Context) error {
 	if c.started != nil {
 		close(c.started)
 	}
+	c.scheduling.Store(true)
+	notifySystemd(daemon.SdNotifyReady)
+	go c.watchdog(ctx)
 	c.sched.Run(ctx)
+	c.scheduling.Store(false)
+	notifySystemd(daemon.SdNotifyStopping)
 
 	// SIGTERM/SIGINT: no new runs; runs in flight stop following (their
 	// refreshes keep running in Power BI), persist, and the next start
@@ -117,7 +138,68 @@ func (c *runCmd) Run(ctx context.Context) error {
 	case <-wctx.Done():
 		c.logger.Warn("shutdown timeout passed with runs still persisting; they are resolved at the next start")
 	}
+	if c.httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c.httpSrv.Shutdown(sctx)
+	}
 	return nil
+}
+
+// jobNames lists the configured jobs, for metrics.
+func (c *runCmd) jobNames() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg == nil {
+		return nil
+	}
+	names := make([]string, 0, len(c.cfg.Jobs))
+	for _, j := range c.cfg.Jobs {
+		names = append(names, j.Name)
+	}
+	return names
+}
+
+// journal counts the slots the scheduler decides without a run.
+type journal struct {
+	*store.Store
+	m *metrics
+}
+
+func (j *journal) Record(ctx context.Context, job string, slot time.Time, kind, status, note string) error {
+	err := j.Store.Record(ctx, job, slot, kind, status, note)
+	if err == nil {
+		j.m.runs.WithLabelValues(job, status).Inc()
+	}
+	return err
+}
+
+// notifySystemd tells systemd (Type=notify) about the daemon's state; it
+// does nothing outside systemd.
+func notifySystemd(state string) {
+	daemon.SdNotify(false, state)
+}
+
+// watchdog pings systemd at half its WatchdogSec, but only while the
+// scheduler keeps ticking: a stuck loop stops the pings and systemd
+// restarts the service.
+func (c *runCmd) watchdog(ctx context.Context) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if c.sched.Alive(2 * time.Minute) {
+				daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			}
+		}
+	}
 }
 
 // apply installs a configuration: clients per credential, jobs into the
@@ -125,7 +207,11 @@ func (c *runCmd) Run(ctx context.Context) error {
 func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 	clients := map[string]*refresh.Client{}
 	for name := range cfg.Credentials {
-		clients[name] = c.env.client(name)
+		cl := c.env.client(name)
+		cl.Observe = c.metrics.observe
+		clients[name] = cl
+		cred := name
+		c.env.creds[name].OnToken = func() { c.metrics.tokens.WithLabelValues(cred).Inc() }
 	}
 	var jobs []scheduler.Job
 	for _, j := range cfg.Jobs {
@@ -172,7 +258,12 @@ func (c *runCmd) reload(ctx context.Context) {
 	if cfg.Cloud != old.Cloud || (cfg.Cloud != "emulator" && cfg.Endpoints != old.Endpoints) || cfg.TLS != old.TLS || cfg.State.Path != old.State.Path {
 		c.logger.Warn("cloud, endpoints, TLS and state.path changes take effect at the next start")
 	}
-	cfg.Cloud, cfg.Endpoints, cfg.TLS, cfg.State.Path = old.Cloud, old.Endpoints, old.TLS, old.State.Path
+	if cfg.HTTP != old.HTTP {
+		c.logger.Warn("http changes take effect at the next start")
+	}
+	cfg.Cloud, cfg.Endpoints, cfg.TLS, cfg.State.Path, cfg.HTTP = old.Cloud, old.Endpoints, old.TLS, old.State.Path, old.HTTP
+	notifySystemd(daemon.SdNotifyReloading)
+	defer notifySystemd(daemon.SdNotifyReady)
 	if err := c.env.setCredentials(cfg); err != nil {
 		c.logger.Error("reload refused; keeping the running configuration", "error", err)
 		return
@@ -207,6 +298,8 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 		if err != nil {
 			return fmt.Errorf("record run of %s: %w", job.Name, err)
 		}
+		c.metrics.inFlight.Inc()
+		defer c.metrics.inFlight.Dec()
 		ds, opts, pol := jobRequest(job)
 		pol.Claimed = c.claimed
 		persist := context.WithoutCancel(ctx)
@@ -231,6 +324,7 @@ func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int6
 	if err := c.store.Finish(context.WithoutCancel(ctx), id, string(res.Outcome), res.RefreshID, res.Polls, res.Error, res.Hint, res.Note); err != nil {
 		c.logger.Error("record outcome", "job", job, "error", err)
 	}
+	c.metrics.ended(job, res)
 	// The refresh package already logged the outcome with its details.
 	c.logger.Debug("run recorded", "job", job, "slot", slot, "status", res.Outcome, "refresh_id", res.RefreshID)
 }
@@ -260,9 +354,11 @@ func (c *runCmd) reattach(ctx context.Context) {
 		pol.Claimed = c.claimed
 		release := c.sched.Hold(r.Job)
 		c.wg.Add(1)
+		c.metrics.inFlight.Inc()
 		go func(r store.Run) {
 			defer c.wg.Done()
 			defer release()
+			defer c.metrics.inFlight.Dec()
 			rf := refresh.Refresh{Dataset: ds, ID: r.RefreshID, Enhanced: opts.Enhanced, Posted: r.Posted}
 			if r.Status == store.Pending {
 				found, err := client.FindStarted(ctx, ds, r.Posted, pol)

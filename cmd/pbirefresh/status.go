@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pbirefresh/pbirefresh/store"
+)
+
+// statusTmpl is the status page: server-rendered, no external assets,
+// readable on a phone.
+var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
+	"when": func(t *time.Time) string {
+		if t == nil {
+			return "—"
+		}
+		return t.Format("2006-01-02 15:04:05 MST")
+	},
+	"ts":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
+	"dur":   runDuration,
+	"chart": chart,
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>pbirefresh</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:0;padding:1rem;background:#f6f7f9;color:#1d2430}
+h1{font-size:1.3rem;margin:.2rem 0 1rem}
+.job{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:.8rem 1rem;margin:0 0 1rem}
+.job h2{font-size:1.05rem;margin:0 0 .3rem}
+.meta{color:#5b6574;font-size:.9rem}
+.s{display:inline-block;padding:0 .45rem;border-radius:9px;font-size:.8rem;color:#fff;background:#8a94a3}
+.s-completed{background:#1f8a4c}.s-failed,.s-error,.s-cancelled,.s-lost,.s-quota_exceeded{background:#c62f2f}
+.s-timed_out{background:#d67a00}.s-running,.s-pending{background:#2f6fc6}
+table{border-collapse:collapse;width:100%;font-size:.85rem;margin-top:.5rem}
+td,th{text-align:left;padding:.2rem .4rem;border-top:1px solid #eef0f3}
+.scroll{overflow-x:auto}
+svg{max-width:100%;height:auto;display:block;margin-top:.5rem}
+</style></head><body>
+<h1>pbirefresh <span class="meta">{{.Now}}</span></h1>
+{{range .Jobs}}<section class="job" id="job-{{.Name}}">
+<h2>{{.Name}} {{if .LastStatus}}<span class="s s-{{.LastStatus}}">{{.LastStatus}}</span>{{end}}{{if not .Enabled}} <span class="s">paused</span>{{end}}</h2>
+<div class="meta">{{if .Schedule}}<code>{{.Schedule}}</code> ({{.Timezone}}) · next run {{when .NextRun}}{{if .NextNote}} ({{.NextNote}}){{end}}{{else}}on demand only{{end}} · {{.Refresh}} refresh</div>
+{{chart .Recent}}
+{{if .Recent}}<div class="scroll"><table><tr><th>slot (UTC)</th><th>kind</th><th>status</th><th>duration</th><th>detail</th></tr>
+{{range .Recent}}<tr><td>{{ts .Slot}}</td><td>{{.Kind}}</td><td><span class="s s-{{.Status}}">{{.Status}}</span></td><td>{{dur .}}</td><td>{{if .Error}}{{.Error}}{{else}}{{.Note}}{{end}}</td></tr>
+{{end}}</table></div>{{else}}<p class="meta">no runs yet</p>{{end}}
+</section>
+{{else}}<p>No jobs configured.</p>{{end}}
+</body></html>`))
+
+func runDuration(r store.Run) string {
+	if r.Posted.IsZero() || r.Ended.IsZero() {
+		return ""
+	}
+	return r.Ended.Sub(r.Posted).Round(time.Second).String()
+}
+
+var statusColors = map[string]string{
+	"completed": "#1f8a4c", "failed": "#c62f2f", "error": "#c62f2f", "cancelled": "#c62f2f", "lost": "#c62f2f",
+	"quota_exceeded": "#c62f2f", "timed_out": "#d67a00", "running": "#2f6fc6", "pending": "#2f6fc6",
+}
+
+// chart draws the recent runs, oldest left: bar height is the duration,
+// colour the outcome; runs without a refresh (skipped, missed) are short
+// grey ticks.
+func chart(runs []store.Run) template.HTML {
+	if len(runs) == 0 {
+		return ""
+	}
+	const w, h, bw = 300, 60, 10
+	var longest time.Duration
+	for _, r := range runs {
+		if d := r.Ended.Sub(r.Posted); !r.Posted.IsZero() && !r.Ended.IsZero() && d > longest {
+			longest = d
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="chart" role="img" aria-label="durations and outcomes of the last %d runs" viewBox="0 0 %d %d" width="%d" height="%d" xmlns="http://www.w3.org/2000/svg">`, len(runs), w, h+2, w, h+2)
+	for i := range runs {
+		r := runs[len(runs)-1-i]
+		x := i * (bw + 2)
+		if x+bw > w {
+			break
+		}
+		bar := 4
+		if d := r.Ended.Sub(r.Posted); longest > 0 && !r.Posted.IsZero() && !r.Ended.IsZero() {
+			bar = max(4, int(float64(h)*float64(d)/float64(longest)))
+		}
+		color, ok := statusColors[r.Status]
+		if !ok {
+			color = "#8a94a3"
+		}
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"><title>%s %s %s</title></rect>`,
+			x, h-bar+1, bw, bar, color, template.HTMLEscapeString(r.Slot.UTC().Format("2006-01-02 15:04:05")), r.Status, runDuration(r))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+func (c *runCmd) statusPage(w http.ResponseWriter, r *http.Request) {
+	views, err := c.jobViews(r.Context(), 10)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'")
+	statusTmpl.Execute(w, map[string]any{"Jobs": views, "Now": time.Now().UTC().Format("2006-01-02 15:04:05 UTC")})
+}

@@ -129,13 +129,13 @@ func TestHTTPServerMetricsAPIAndStatusPage(t *testing.T) {
 		}
 	}
 	for series, want := range map[string]float64{
-		`pbirefresh_runs_total{job="sales",result="completed"}`:                float64(completed),
+		`pbirefresh_runs_total{job="sales",result="completed"}`:                 float64(completed),
 		`pbirefresh_powerbi_requests_total{code="202",endpoint="refresh.post"}`: float64(started),
-		`pbirefresh_run_duration_seconds_count{job="sales"}`:                   float64(completed),
-		`pbirefresh_keyvault_reads_total{result="ok"}`:                         1, // cached for an hour
-		`pbirefresh_token_requests_total{credential="demo"}`:                   1,
-		`pbirefresh_refreshes_in_flight`:                                       0,
-		`pbirefresh_powerbi_throttled_total`:                                   0,
+		`pbirefresh_run_duration_seconds_count{job="sales"}`:                    float64(completed),
+		`pbirefresh_keyvault_reads_total{result="ok"}`:                          1, // cached for an hour
+		`pbirefresh_token_requests_total{credential="demo"}`:                    1,
+		`pbirefresh_refreshes_in_flight`:                                        0,
+		`pbirefresh_powerbi_throttled_total`:                                    0,
 	} {
 		if got := metricValue(t, metrics, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

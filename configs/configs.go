@@ -41,6 +41,9 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// HTTP is the daemon's server: metrics, health, API, status page.
 	HTTP HTTP `yaml:"http"`
+	// Notify lists where failures, timeouts, lost refreshes and
+	// recoveries are reported.
+	Notify []*NotifyTarget `yaml:"notify"`
 
 	// Path is the file the configuration came from.
 	Path string `yaml:"-"`
@@ -57,6 +60,19 @@ type State struct {
 type Retention struct {
 	Count int      `yaml:"count"` // default 1000 runs per job
 	Age   Duration `yaml:"age"`   // default 2160h (90 days)
+}
+
+// NotifyTarget is a webhook to tell.
+type NotifyTarget struct {
+	Name string `yaml:"name"`
+	// Type: webhook (generic JSON) | teams (workflow webhook) | slack.
+	Type string `yaml:"type"`
+	// URL is a secret reference: webhook URLs carry credentials.
+	URL *SecretRef `yaml:"url"`
+	// On: failure, timeout, lost, recovery (default all four).
+	On      []string `yaml:"on"`
+	Timeout Duration `yaml:"timeout"` // per attempt, default 10s
+	Retries *int     `yaml:"retries"` // default 3
 }
 
 // HTTP configures the daemon's HTTP server.
@@ -739,6 +755,48 @@ func (c *Config) defaultAndValidate(pos *positions) []error {
 		}
 	}
 	c.checkSettings(probs, "defaults", "", d)
+
+	// Notifications.
+	targets := map[string]bool{}
+	for i, n := range c.Notify {
+		p := fmt.Sprintf("notify[%d]", i)
+		if n == nil {
+			bad(p, "", "give the target a name, type and url", "notification target is empty")
+			continue
+		}
+		who := fmt.Sprintf("notify target %q", n.Name)
+		if n.Name == "" || targets[n.Name] {
+			bad(p+".name", who, "give every target its own name", "name is missing or used twice")
+		}
+		targets[n.Name] = true
+		switch n.Type {
+		case "webhook", "teams", "slack":
+		default:
+			bad(p+".type", who, "use webhook, teams or slack", "unknown type %q", n.Type)
+		}
+		if n.URL == nil {
+			bad(p+".url", who, "reference the webhook URL: {env: VAR}, {file: PATH} or {keyvault: {...}}", "url is missing")
+		} else {
+			c.checkSecretRef(probs, p+".url", who, n.URL)
+		}
+		if len(n.On) == 0 {
+			n.On = []string{"failure", "timeout", "lost", "recovery"}
+		}
+		for _, e := range n.On {
+			if e != "failure" && e != "timeout" && e != "lost" && e != "recovery" {
+				bad(p+".on", who, "use failure, timeout, lost and recovery", "unknown event %q", e)
+			}
+		}
+		if n.Timeout == 0 {
+			n.Timeout = Duration(10 * time.Second)
+		}
+		if n.Retries == nil {
+			three := 3
+			n.Retries = &three
+		} else if *n.Retries < 0 || *n.Retries > 10 {
+			bad(p+".retries", who, "use 0 to 10", "retries %d is out of range", *n.Retries)
+		}
+	}
 
 	// Jobs.
 	names := map[string]int{}

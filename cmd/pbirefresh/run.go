@@ -21,6 +21,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/pbirefresh/pbirefresh/configs"
+	"github.com/pbirefresh/pbirefresh/notify"
 	"github.com/pbirefresh/pbirefresh/refresh"
 	"github.com/pbirefresh/pbirefresh/scheduler"
 	"github.com/pbirefresh/pbirefresh/store"
@@ -35,10 +36,12 @@ type runCmd struct {
 	// benchmarks measure start-up with it).
 	started chan struct{}
 
-	env     *env
-	store   *store.Store
-	sched   *scheduler.Scheduler
-	metrics *metrics
+	env      *env
+	store    *store.Store
+	sched    *scheduler.Scheduler
+	metrics  *metrics
+	notifier *notify.Notifier
+	host     string
 
 	httpSrv    *http.Server
 	httpAddr   string
@@ -84,6 +87,9 @@ func (c *runCmd) Run(ctx context.Context) error {
 		return err
 	}
 	if err := c.startHTTP(cfg); err != nil {
+		return err
+	}
+	if err := c.startNotifier(ctx, cfg); err != nil {
 		return err
 	}
 	c.reattach(ctx)
@@ -138,12 +144,81 @@ func (c *runCmd) Run(ctx context.Context) error {
 	case <-wctx.Done():
 		c.logger.Warn("shutdown timeout passed with runs still persisting; they are resolved at the next start")
 	}
+	if c.notifier != nil {
+		nctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c.notifier.Close(nctx)
+		cancel()
+	}
 	if c.httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		c.httpSrv.Shutdown(sctx)
 	}
 	return nil
+}
+
+// startNotifier resolves the targets' URLs (secret references) and starts
+// delivery.
+func (c *runCmd) startNotifier(ctx context.Context, cfg *configs.Config) error {
+	if len(cfg.Notify) == 0 {
+		return nil
+	}
+	var targets []notify.Target
+	for _, n := range cfg.Notify {
+		u, err := c.env.secrets.Secret(ctx, c.env.ref(n.URL))
+		if err != nil {
+			return fmt.Errorf("notify target %s: %w", n.Name, err)
+		}
+		on := map[string]bool{}
+		for _, e := range n.On {
+			on[e] = true
+		}
+		targets = append(targets, notify.Target{Name: n.Name, Type: n.Type, URL: u, On: on, Timeout: n.Timeout.D(), Retries: *n.Retries})
+	}
+	c.notifier = notify.New(c.env.http, targets, c.logger)
+	c.notifier.OnResult = func(target string, ok bool) {
+		result := "sent"
+		if !ok {
+			result = "failed"
+		}
+		c.metrics.notifies.WithLabelValues(target, result).Inc()
+	}
+	c.host, _ = os.Hostname()
+	return nil
+}
+
+// tell sends the notification a finished run deserves: failure, timeout,
+// lost, or recovery (the first success after a failure).
+func (c *runCmd) tell(ctx context.Context, job string, slot time.Time, id int64, res refresh.Result) {
+	if c.notifier == nil {
+		return
+	}
+	kind := ""
+	switch res.Outcome {
+	case refresh.Completed:
+		runs, _ := c.store.Runs(ctx, job, 50)
+		for _, r := range runs {
+			if r.ID == id || r.Status == store.Pending || r.Status == store.Running || r.Status == store.Skipped || r.Status == store.Missed {
+				continue
+			}
+			if r.Status != string(refresh.Completed) {
+				kind = notify.Recovery
+			}
+			break
+		}
+	case refresh.TimedOut:
+		kind = notify.Timeout
+	case refresh.Lost:
+		kind = notify.Lost
+	case refresh.Skipped:
+	default:
+		kind = notify.Failure
+	}
+	if kind == "" {
+		return
+	}
+	c.notifier.Send(notify.Event{Kind: kind, Job: job, Slot: slot, Status: string(res.Outcome), RefreshID: res.RefreshID,
+		Error: res.Error, Hint: res.Hint, Started: res.Start, Ended: res.End, Host: c.host})
 }
 
 // jobNames lists the configured jobs, for metrics.
@@ -325,6 +400,7 @@ func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int6
 		c.logger.Error("record outcome", "job", job, "error", err)
 	}
 	c.metrics.ended(job, res)
+	c.tell(context.WithoutCancel(ctx), job, slot, id, res)
 	// The refresh package already logged the outcome with its details.
 	c.logger.Debug("run recorded", "job", job, "slot", slot, "status", res.Outcome, "refresh_id", res.RefreshID)
 }

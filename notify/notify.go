@@ -1,0 +1,259 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Kinds of event.
+const (
+	Failure  = "failure"
+	Timeout  = "timeout"
+	Lost     = "lost"
+	Recovery = "recovery"
+)
+
+// Event is one thing worth telling.
+type Event struct {
+	Kind      string    `json:"event"`
+	Job       string    `json:"job"`
+	Slot      time.Time `json:"slot"`
+	Status    string    `json:"status"`
+	RefreshID string    `json:"refresh_id,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	Hint      string    `json:"hint,omitempty"`
+	Started   time.Time `json:"started,omitzero"`
+	Ended     time.Time `json:"ended,omitzero"`
+	Host      string    `json:"host,omitempty"`
+}
+
+// Target is one destination.
+type Target struct {
+	Name    string
+	Type    string // webhook | teams | slack
+	URL     string // holds credentials: never logged
+	On      map[string]bool
+	Timeout time.Duration // per attempt (default 10s)
+	Retries int           // after the first attempt (default 3)
+}
+
+// Notifier delivers events in the background. Create it with New.
+type Notifier struct {
+	// OnResult, if set, learns each delivery's result (for metrics).
+	OnResult func(target string, ok bool)
+
+	targets []Target
+	http    *http.Client
+	logger  *slog.Logger
+	queue   chan delivery
+	wg      sync.WaitGroup
+	stop    context.CancelFunc
+	sleep   func(context.Context, time.Duration) error
+}
+
+type delivery struct {
+	t  Target
+	ev Event
+}
+
+// New starts a Notifier with workers delivering to targets.
+func New(hc *http.Client, targets []Target, logger *slog.Logger) *Notifier {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Notifier{targets: targets, http: hc, logger: logger, queue: make(chan delivery, 256), stop: cancel,
+		sleep: func(ctx context.Context, d time.Duration) error {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}}
+	for i := 0; i < 2; i++ {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			for d := range n.queue {
+				n.deliver(ctx, d.t, d.ev)
+			}
+		}()
+	}
+	return n
+}
+
+// Send queues an event for every target that wants its kind. It never
+// blocks: with the queue full, the event is dropped, logged and counted.
+func (n *Notifier) Send(ev Event) {
+	for _, t := range n.targets {
+		if !t.On[ev.Kind] {
+			continue
+		}
+		select {
+		case n.queue <- delivery{t, ev}:
+		default:
+			n.logger.Error("notification dropped: queue full", "target", t.Name, "job", ev.Job, "event", ev.Kind)
+			if n.OnResult != nil {
+				n.OnResult(t.Name, false)
+			}
+		}
+	}
+}
+
+// Close delivers what is queued, until ctx is done.
+func (n *Notifier) Close(ctx context.Context) {
+	close(n.queue)
+	done := make(chan struct{})
+	go func() { n.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		n.stop()
+		<-done
+	}
+}
+
+func (n *Notifier) deliver(ctx context.Context, t Target, ev Event) {
+	body, err := Body(t.Type, ev)
+	if err != nil {
+		n.logger.Error("notification not sent", "target", t.Name, "error", err)
+		return
+	}
+	timeout, retries := t.Timeout, t.Retries
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	if retries < 0 {
+		retries = 0
+	}
+	backoff := time.Second
+	for attempt := 0; ; attempt++ {
+		status, err := n.post(ctx, t.URL, body, timeout)
+		ok := err == nil && status >= 200 && status < 300
+		if ok {
+			n.logger.Info("notification sent", "target", t.Name, "job", ev.Job, "event", ev.Kind)
+			if n.OnResult != nil {
+				n.OnResult(t.Name, true)
+			}
+			return
+		}
+		final := attempt >= retries || (err == nil && status >= 400 && status < 500 && status != 429)
+		what := fmt.Sprintf("status %d", status)
+		if err != nil {
+			what = err.Error()
+		}
+		if final {
+			n.logger.Error("notification failed", "target", t.Name, "job", ev.Job, "event", ev.Kind, "attempts", attempt+1, "error", what)
+			if n.OnResult != nil {
+				n.OnResult(t.Name, false)
+			}
+			return
+		}
+		n.logger.Warn("notification attempt failed; retrying", "target", t.Name, "attempt", attempt+1, "error", what)
+		if n.sleep(ctx, backoff) != nil {
+			return
+		}
+		backoff *= 2
+	}
+}
+
+// post sends one attempt. Errors never carry the URL (it holds
+// credentials).
+func (n *Notifier) post(ctx context.Context, u string, body []byte, timeout time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return 0, errors.New("the target's URL is not valid")
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := n.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return 0, fmt.Errorf("no answer within %s", timeout)
+		}
+		return 0, err
+	}
+	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+	return res.StatusCode, nil
+}
+
+// Body renders an event for a target type.
+func Body(kind string, ev Event) ([]byte, error) {
+	switch kind {
+	case "webhook":
+		return json.Marshal(ev)
+	case "slack":
+		return json.Marshal(map[string]string{"text": summary(ev)})
+	case "teams":
+		facts := []map[string]string{{"title": "Job", "value": ev.Job}, {"title": "Status", "value": ev.Status}, {"title": "Slot", "value": ev.Slot.UTC().Format(time.RFC3339)}}
+		if ev.RefreshID != "" {
+			facts = append(facts, map[string]string{"title": "Refresh", "value": ev.RefreshID})
+		}
+		body := []any{
+			map[string]any{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true, "text": title(ev)},
+			map[string]any{"type": "FactSet", "facts": facts},
+		}
+		if ev.Error != "" {
+			body = append(body, map[string]any{"type": "TextBlock", "wrap": true, "text": ev.Error})
+		}
+		if ev.Hint != "" {
+			body = append(body, map[string]any{"type": "TextBlock", "wrap": true, "isSubtle": true, "text": "Fix: " + ev.Hint})
+		}
+		return json.Marshal(map[string]any{
+			"type": "message",
+			"attachments": []any{map[string]any{
+				"contentType": "application/vnd.microsoft.card.adaptive",
+				"content": map[string]any{"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": body},
+			}},
+		})
+	}
+	return nil, fmt.Errorf("unknown notification type %q", kind)
+}
+
+func title(ev Event) string {
+	switch ev.Kind {
+	case Recovery:
+		return fmt.Sprintf("pbirefresh: %s recovered", ev.Job)
+	case Timeout:
+		return fmt.Sprintf("pbirefresh: %s timed out", ev.Job)
+	case Lost:
+		return fmt.Sprintf("pbirefresh: %s: refresh lost", ev.Job)
+	}
+	return fmt.Sprintf("pbirefresh: %s %s", ev.Job, ev.Status)
+}
+
+func summary(ev Event) string {
+	var b strings.Builder
+	b.WriteString(title(ev))
+	fmt.Fprintf(&b, " (slot %s", ev.Slot.UTC().Format(time.RFC3339))
+	if ev.RefreshID != "" {
+		b.WriteString(", refresh " + ev.RefreshID)
+	}
+	b.WriteString(")")
+	if ev.Error != "" {
+		b.WriteString("\n" + ev.Error)
+	}
+	if ev.Hint != "" {
+		b.WriteString("\nFix: " + ev.Hint)
+	}
+	return b.String()
+}

@@ -1,0 +1,157 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type receiver struct {
+	mu     sync.Mutex
+	bodies [][]byte
+	fail   atomic.Int32 // answer 500 this many times first
+	hang   bool
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.hang {
+		// The server notices a client hanging up only once the body is read.
+		io.Copy(io.Discard, req.Body)
+		<-req.Context().Done()
+		return
+	}
+	if r.fail.Add(-1) >= 0 {
+		w.WriteHeader(500)
+		return
+	}
+	b, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	r.bodies = append(r.bodies, b)
+	r.mu.Unlock()
+}
+
+func (r *receiver) got() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]byte(nil), r.bodies...)
+}
+
+var all = map[string]bool{Failure: true, Timeout: true, Lost: true, Recovery: true}
+
+var ev = Event{Kind: Failure, Job: "finance", Slot: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC), Status: "failed",
+	RefreshID: "r-1", Error: "refresh r-1 ended Failed", Hint: "update the data source credentials"}
+
+func newNotifier(t *testing.T, targets []Target, logs io.Writer) (*Notifier, *[2]atomic.Int32) {
+	n := New(http.DefaultClient, targets, slog.New(slog.NewTextHandler(logs, nil)))
+	n.sleep = func(context.Context, time.Duration) error { return nil } // no real waiting between retries
+	var results [2]atomic.Int32                                         // [failed, sent]
+	n.OnResult = func(_ string, ok bool) {
+		if ok {
+			results[1].Add(1)
+		} else {
+			results[0].Add(1)
+		}
+	}
+	return n, &results
+}
+
+func TestPayloadsAndRouting(t *testing.T) {
+	rc := &receiver{}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	var logs bytes.Buffer
+	n, results := newNotifier(t, []Target{
+		{Name: "hook", Type: "webhook", URL: srv.URL + "/hook?token=s3cr3t", On: all},
+		{Name: "teams", Type: "teams", URL: srv.URL + "/teams?sig=s3cr3t", On: all},
+		{Name: "slack", Type: "slack", URL: srv.URL + "/slack/s3cr3t", On: map[string]bool{Recovery: true}},
+	}, &logs)
+	n.Send(ev)
+	rec := ev
+	rec.Kind, rec.Status, rec.Error, rec.Hint = Recovery, "completed", "", ""
+	n.Send(rec)
+	n.Close(context.Background())
+	bodies := rc.got()
+	if len(bodies) != 5 || results[1].Load() != 5 {
+		t.Fatalf("%d deliveries, %d sent", len(bodies), results[1].Load())
+	}
+	var sawHook, sawCard, sawSlack bool
+	for _, b := range bodies {
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		switch {
+		case m["event"] == Failure:
+			sawHook = m["job"] == "finance" && m["hint"] == ev.Hint && m["refresh_id"] == "r-1"
+		case m["type"] == "message":
+			att := m["attachments"].([]any)[0].(map[string]any)
+			sawCard = sawCard || att["contentType"] == "application/vnd.microsoft.card.adaptive" && strings.Contains(string(b), "AdaptiveCard")
+		case m["text"] != nil:
+			sawSlack = strings.Contains(m["text"].(string), "finance recovered")
+		}
+	}
+	if !sawHook || !sawCard || !sawSlack {
+		t.Fatalf("payloads: hook %v card %v slack %v\n%s", sawHook, sawCard, sawSlack, bytes.Join(bodies, []byte("\n")))
+	}
+	if strings.Contains(logs.String(), "s3cr3t") {
+		t.Fatal("a webhook URL reached the log")
+	}
+}
+
+func TestRetriesTimeoutsAndFailures(t *testing.T) {
+	flaky := &receiver{}
+	flaky.fail.Store(2)
+	hung := &receiver{hang: true}
+	s1, s2 := httptest.NewServer(flaky), httptest.NewServer(hung)
+	defer s1.Close()
+	defer s2.Close()
+	var logs bytes.Buffer
+	n, results := newNotifier(t, []Target{
+		{Name: "flaky", Type: "webhook", URL: s1.URL + "/x?key=s3cr3t", On: all, Retries: 3},
+		{Name: "hung", Type: "webhook", URL: s2.URL + "/y?key=s3cr3t", On: all, Retries: 1, Timeout: 100 * time.Millisecond},
+		{Name: "nowhere", Type: "slack", URL: "http://127.0.0.1:1/hooks/s3cr3t", On: all, Retries: 0},
+	}, &logs)
+	began := time.Now()
+	n.Send(ev)
+	n.Close(context.Background())
+	if len(flaky.got()) != 1 {
+		t.Fatalf("flaky target got %d after retries", len(flaky.got()))
+	}
+	if results[1].Load() != 1 || results[0].Load() != 2 {
+		t.Fatalf("sent %d failed %d", results[1].Load(), results[0].Load())
+	}
+	if el := time.Since(began); el > 5*time.Second {
+		t.Fatalf("a hung target held delivery for %s", el)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "no answer within 100ms") || strings.Contains(out, "s3cr3t") {
+		t.Fatalf("logs: %s", out)
+	}
+}
+
+func TestSendNeverBlocks(t *testing.T) {
+	hung := &receiver{hang: true}
+	srv := httptest.NewServer(hung)
+	defer srv.Close()
+	n, results := newNotifier(t, []Target{{Name: "hung", Type: "webhook", URL: srv.URL, On: all, Timeout: time.Hour}}, io.Discard)
+	began := time.Now()
+	for i := 0; i < 1000; i++ {
+		n.Send(ev)
+	}
+	if el := time.Since(began); el > time.Second {
+		t.Fatalf("Send blocked for %s", el)
+	}
+	if results[0].Load() == 0 {
+		t.Fatal("a full queue dropped nothing")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	n.Close(ctx)
+}

@@ -222,7 +222,7 @@ func Body(kind string, ev Event) ([]byte, error) {
 			"type": "message",
 			"attachments": []any{map[string]any{
 				"contentType": "application/vnd.microsoft.card.adaptive",
-				"content": map[string]any{"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": body},
+				"content":     map[string]any{"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": body},
 			}},
 		})
 	}

@@ -11,7 +11,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	// CA roots built into the binary, used where the system has none (a
+	// FROM scratch image); time zones are built in by package configs.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 // Exit codes are an API: orchestrators alert on them (README "Exit codes").
@@ -118,7 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// A list of problems carries a fix on each line already.
 	var list interface{ Unwrap() []error }
 	var h hinted
-	if !errors.As(err, &list) && errors.As(err, &h) && h.Hint() != "" {
+	if !errors.As(err, &list) && errors.As(err, &h) && h.Hint() != "" && !strings.Contains(err.Error(), h.Hint()) {
 		fmt.Fprintf(stderr, "hint: %s\n", h.Hint())
 	}
 	return code

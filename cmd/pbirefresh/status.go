@@ -36,7 +36,8 @@ h1{font-size:1.3rem;margin:.2rem 0 1rem}
 .s-completed{background:#1f8a4c}.s-failed,.s-error,.s-cancelled,.s-lost,.s-quota_exceeded{background:#c62f2f}
 .s-timed_out{background:#d67a00}.s-running,.s-pending{background:#2f6fc6}
 table{border-collapse:collapse;width:100%;font-size:.85rem;margin-top:.5rem}
-td,th{text-align:left;padding:.2rem .4rem;border-top:1px solid #eef0f3}
+td,th{text-align:left;padding:.2rem .4rem;border-top:1px solid #eef0f3;white-space:nowrap;vertical-align:top}
+td.detail{white-space:normal;min-width:14rem;color:#5b6574}
 .scroll{overflow-x:auto}
 svg{max-width:100%;height:auto;display:block;margin-top:.5rem}
 </style></head><body>
@@ -46,7 +47,7 @@ svg{max-width:100%;height:auto;display:block;margin-top:.5rem}
 <div class="meta">{{if .Schedule}}<code>{{.Schedule}}</code> ({{.Timezone}}) · next run {{when .NextRun}}{{if .NextNote}} ({{.NextNote}}){{end}}{{else}}on demand only{{end}} · {{.Refresh}} refresh</div>
 {{chart .Recent}}
 {{if .Recent}}<div class="scroll"><table><tr><th>slot (UTC)</th><th>kind</th><th>status</th><th>duration</th><th>detail</th></tr>
-{{range .Recent}}<tr><td>{{ts .Slot}}</td><td>{{.Kind}}</td><td><span class="s s-{{.Status}}">{{.Status}}</span></td><td>{{dur .}}</td><td>{{if .Error}}{{.Error}}{{else}}{{.Note}}{{end}}</td></tr>
+{{range .Recent}}<tr><td>{{ts .Slot}}</td><td>{{.Kind}}</td><td><span class="s s-{{.Status}}">{{.Status}}</span></td><td>{{dur .}}</td><td class="detail">{{if .Error}}{{.Error}}{{else}}{{.Note}}{{end}}</td></tr>
 {{end}}</table></div>{{else}}<p class="meta">no runs yet</p>{{end}}
 </section>
 {{else}}<p>No jobs configured.</p>{{end}}

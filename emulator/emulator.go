@@ -303,11 +303,7 @@ func (e *Emulator) middleware(rt route) http.Handler {
 				entry.Status = 0
 				panic(http.ErrAbortHandler)
 			}
-			t := time.NewTimer(f.Latency.D())
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
+			if !wait(r.Context(), f.Latency.D()) {
 				return
 			}
 			for k, v := range rec.header {
@@ -319,14 +315,8 @@ func (e *Emulator) middleware(rt route) http.Handler {
 		}
 		if f != nil {
 			entry.Fault = describeFault(f)
-			if f.Latency > 0 {
-				t := time.NewTimer(f.Latency.D())
-				select {
-				case <-t.C:
-				case <-r.Context().Done():
-					t.Stop()
-					return
-				}
+			if !wait(r.Context(), f.Latency.D()) {
+				return
 			}
 			if f.Reset {
 				entry.Error = "connection reset (injected)"
@@ -538,5 +528,21 @@ func (d *discardWriter) Write(b []byte) (int, error) {
 func (d *discardWriter) WriteHeader(code int) {
 	if d.status == 0 {
 		d.status = code
+	}
+}
+
+// wait sleeps for d (wall time) unless the request goes away first; it
+// reports whether the full time passed.
+func wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

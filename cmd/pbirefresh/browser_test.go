@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,16 +20,10 @@ func TestStatusPageInChromium(t *testing.T) {
 	cfg := filepath.Join(dir, "c.yaml")
 	os.WriteFile(cfg, []byte(demoWith(t, dir, func(s string) string {
 		s = strings.Replace(s, `schedule: "*/15 * * * * *"`, `schedule: "*/2 * * * * *"`, 1)
+		s = strings.Replace(s, `schedule: "10 * * * * *"`, `schedule: "*/3 * * * * *"`, 1) // finance fails: show a failure
 		return s + "\nhttp: {listen: " + addr + "}\n"
 	})), 0o600)
-	cmd := exec.Command(binary, "run", "--config", cfg)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	w := &logWatcher{}
-	go w.scan(bufio.NewScanner(stderr))
+	cmd, w := startDaemon(t, cfg)
 	w.waitFor(t, 0, 40*time.Second, "refresh completed")
 	w.waitFor(t, 0, 40*time.Second, "refresh ended unsuccessfully")
 	shot := filepath.Join(dir, "status.png")
@@ -61,5 +54,5 @@ func TestStatusPageInChromium(t *testing.T) {
 		os.WriteFile(keep, b, 0o644)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
+	w.waitFor(t, 0, 30*time.Second, "stopped")
 }

@@ -54,6 +54,23 @@ func (w *logWatcher) waitFor(t *testing.T, from int, timeout time.Duration, part
 	return 0
 }
 
+// startDaemon runs `pbirefresh run --config cfg` with extra environment,
+// collects its log, and waits until it is scheduling.
+func startDaemon(t *testing.T, cfg string, env ...string) (*exec.Cmd, *logWatcher) {
+	t.Helper()
+	cmd := exec.Command(binary, "run", "--config", cfg)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	w := &logWatcher{}
+	go w.scan(bufio.NewScanner(stderr))
+	w.waitFor(t, 0, 30*time.Second, "pbirefresh started")
+	return cmd, w
+}
+
 func demoWith(t *testing.T, dir string, edit func(string) string) string {
 	b, err := os.ReadFile(demo)
 	if err != nil {
@@ -75,16 +92,8 @@ func TestDaemonReloadAndStop(t *testing.T) {
 		return s
 	}
 	os.WriteFile(cfg, []byte(demoWith(t, dir, onlySales)), 0o600)
-	cmd := exec.Command(binary, "run", "--config", cfg)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	w := &logWatcher{}
-	go w.scan(bufio.NewScanner(stderr))
-	at := w.waitFor(t, 0, 30*time.Second, "pbirefresh started")
-	at = w.waitFor(t, at, 20*time.Second, "run fired", "job=sales")
+	cmd, w := startDaemon(t, cfg)
+	at := w.waitFor(t, 0, 20*time.Second, "run fired", "job=sales")
 
 	// A bad config is refused; the old one keeps running.
 	os.WriteFile(cfg, []byte(demoWith(t, dir, onlySales)+"\nshedule: oops\n"), 0o600)
@@ -102,18 +111,16 @@ func TestDaemonReloadAndStop(t *testing.T) {
 	})), 0o600)
 	cmd.Process.Signal(syscall.SIGHUP)
 	at = w.waitFor(t, at, 10*time.Second, "configuration reloaded")
-	w.waitFor(t, at, 20*time.Second, "run fired", "job=team")
+	// Team's refresh has started (and so is recorded) once this is logged.
+	w.waitFor(t, at, 20*time.Second, "refresh started", "dataset_id=c0ffee00-0000-4000-8000-000000000205")
 
 	// SIGTERM: persist and exit 0 within shutdown_timeout.
 	began := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
-	}
+	w.waitFor(t, 0, 30*time.Second, "stopped")
 	if el := time.Since(began); el > 30*time.Second {
 		t.Fatalf("stopped after %s", el)
 	}
-	w.waitFor(t, 0, time.Second, "stopped")
 
 	// history reads the store.
 	r := runBinary(t, nil, "history", "--config", cfg, "--output", "json", "--limit", "50")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -57,15 +55,7 @@ func TestDaemonNotifiesFailures(t *testing.T) {
 		}
 		return s + "\nhttp: {listen: " + addr + "}\nnotify:\n  - {name: hook, type: webhook, url: {env: HOOK_URL}, on: [failure]}\n"
 	})), 0o600)
-	cmd := exec.Command(binary, "run", "--config", cfg)
-	cmd.Env = append(os.Environ(), "HOOK_URL="+srv.URL+"/hooks/s3cr3t-path")
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	w := &logWatcher{}
-	go w.scan(bufio.NewScanner(stderr))
+	cmd, w := startDaemon(t, cfg, "HOOK_URL="+srv.URL+"/hooks/s3cr3t-path")
 	w.waitFor(t, 0, 40*time.Second, "notification sent", "target=hook")
 	events, raw := rc.snapshot()
 	ev := events[0]
@@ -77,7 +67,7 @@ func TestDaemonNotifiesFailures(t *testing.T) {
 		t.Fatalf("notifications metric %v", v)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
+	w.waitFor(t, 0, 30*time.Second, "stopped")
 	w.mu.Lock()
 	logs := strings.Join(w.lines, "\n")
 	w.mu.Unlock()

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -74,15 +72,8 @@ func TestHTTPServerMetricsAPIAndStatusPage(t *testing.T) {
 		})
 	}
 	os.WriteFile(cfg, []byte(withHTTP(true)), 0o600)
-	cmd := exec.Command(binary, "run", "--config", cfg)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	w := &logWatcher{}
-	go w.scan(bufio.NewScanner(stderr))
-	at := w.waitFor(t, 0, 30*time.Second, "pbirefresh started")
+	cmd, w := startDaemon(t, cfg)
+	at := 0
 	base := "http://" + addr
 	if code, body := get(t, base+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
 		t.Fatalf("healthz: %d %q", code, body)
@@ -189,7 +180,7 @@ func TestHTTPServerMetricsAPIAndStatusPage(t *testing.T) {
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
+	w.waitFor(t, 0, 30*time.Second, "stopped")
 	// No secret or token anywhere an operator looks.
 	w.mu.Lock()
 	logs := strings.Join(w.lines, "\n")

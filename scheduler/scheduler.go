@@ -168,17 +168,22 @@ func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 	keep := map[string]bool{}
 	for _, j := range jobs {
 		keep[j.Name] = true
-		old := s.jobs[j.Name]
-		if old != nil && old.job.Version == j.Version && old.job.Enabled == j.Enabled {
-			old.job = j // same definition: new closures, same state
+		st := s.jobs[j.Name]
+		if st != nil {
+			// Update in place: a run (or hold) in flight clears this same
+			// state's running flag when it ends.
+			changed := st.job.Version != j.Version || st.job.Enabled != j.Enabled
+			st.job = j
+			if !changed {
+				continue // same definition: new closures, same next slot
+			}
+			st.advance(now, s)
+			s.logScheduled(st)
 			continue
 		}
-		st := &jobState{job: j}
-		if old != nil {
-			st.running, st.pending = old.running, old.pending
-		}
+		st = &jobState{job: j}
 		from := now
-		if old == nil && j.Enabled {
+		if j.Enabled {
 			last, ok, err := s.journal.LastSlot(ctx, j.Name)
 			if err != nil {
 				return fmt.Errorf("read the last slot of job %s: %w", j.Name, err)
@@ -189,11 +194,7 @@ func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 		}
 		st.advance(from, s)
 		s.jobs[j.Name] = st
-		if j.Enabled && st.hasNext {
-			s.Logger.Info("job scheduled", "job", j.Name, "next", st.next.Time, "note", st.next.Note)
-		} else if !j.Enabled {
-			s.Logger.Info("job paused", "job", j.Name)
-		}
+		s.logScheduled(st)
 	}
 	for name := range s.jobs {
 		if !keep[name] {
@@ -213,6 +214,15 @@ func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 		st.index = i
 	}
 	return nil
+}
+
+func (s *Scheduler) logScheduled(st *jobState) {
+	switch {
+	case !st.job.Enabled:
+		s.Logger.Info("job paused", "job", st.job.Name)
+	case st.hasNext:
+		s.Logger.Info("job scheduled", "job", st.job.Name, "next", st.next.Time, "note", st.next.Note)
+	}
 }
 
 // advance moves the job to its first slot after t, with jitter.

@@ -326,3 +326,31 @@ func TestManualTriggerAndReload(t *testing.T) {
 		t.Fatalf("changed job: next %s", after.Time)
 	}
 }
+
+// TestReloadWhileRunning: a job changed by a reload while its run is in
+// flight runs again once that run ends.
+func TestReloadWhileRunning(t *testing.T) {
+	s, _, c := setup(t)
+	ctx := context.Background()
+	r := &recorder{block: make(chan struct{})}
+	job := scheduler.Job{Name: "a", Schedule: hourly(t), Enabled: true, Run: r.run, Version: "v1"}
+	s.Set(ctx, []scheduler.Job{job})
+	s.Tick(ctx, t0.Add(time.Hour)) // 10:00 starts and blocks
+	for r.n.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	c.Set(t0.Add(time.Hour + time.Minute))
+	every30, _ := scheduler.Parse("*/30 * * * *", time.UTC, scheduler.DST{})
+	job.Schedule, job.Version, job.Run = every30, "v2", (&recorder{}).run
+	s.Set(ctx, []scheduler.Job{job}) // changed while 10:00 runs
+	close(r.block)
+	wait(s)
+	r2 := &recorder{}
+	job.Run = r2.run
+	s.Set(ctx, []scheduler.Job{job}) // same version: only the closure changes
+	s.Tick(ctx, t0.Add(90*time.Minute))
+	wait(s)
+	if got := r2.got(); len(got) != 1 || got[0] != "10:30 scheduled" {
+		t.Fatalf("after the reload the job ran %v; it must not stay busy", got)
+	}
+}

@@ -43,7 +43,8 @@ type RunFunc func(ctx context.Context, slot time.Time, kind string) error
 
 // Job is one scheduled job.
 type Job struct {
-	Name     string
+	Name string
+	// Schedule is nil for a job that runs only when triggered.
 	Schedule *Schedule
 	Enabled  bool
 	// Overlap: "skip" (default) records a slot that fires while the
@@ -225,8 +226,13 @@ func (s *Scheduler) logScheduled(st *jobState) {
 	}
 }
 
-// advance moves the job to its first slot after t, with jitter.
+// advance moves the job to its first slot after t, with jitter. A job
+// without a schedule runs only when triggered.
 func (st *jobState) advance(t time.Time, s *Scheduler) {
+	if st.job.Schedule == nil {
+		st.hasNext = false
+		return
+	}
 	st.next, st.hasNext = st.job.Schedule.Next(t)
 	st.fireAt = st.next.Time
 	if st.job.Jitter > 0 {

@@ -354,3 +354,23 @@ func TestReloadWhileRunning(t *testing.T) {
 		t.Fatalf("after the reload the job ran %v; it must not stay busy", got)
 	}
 }
+
+// TestOnDemandJob: a job without a schedule never fires by itself but can
+// be triggered.
+func TestOnDemandJob(t *testing.T) {
+	s, _, _ := setup(t)
+	ctx := context.Background()
+	r := &recorder{}
+	s.Set(ctx, []scheduler.Job{{Name: "adhoc", Enabled: true, Run: r.run}})
+	s.Tick(ctx, t0.Add(24*time.Hour))
+	if _, _, ok := s.Next("adhoc"); ok {
+		t.Fatal("an on-demand job has a next slot")
+	}
+	if _, err := s.Trigger(ctx, "adhoc"); err != nil {
+		t.Fatal(err)
+	}
+	wait(s)
+	if got := r.got(); len(got) != 1 || got[0] != "09:00 manual" {
+		t.Fatalf("%v", got)
+	}
+}

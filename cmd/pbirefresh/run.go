@@ -290,9 +290,7 @@ func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 	}
 	var jobs []scheduler.Job
 	for _, j := range cfg.Jobs {
-		if j.Parsed == nil {
-			continue // on demand only
-		}
+		// A job without a schedule (Parsed nil) runs only on demand.
 		version, _ := json.Marshal(struct {
 			Job       *configs.Job
 			Effective configs.JobSettings

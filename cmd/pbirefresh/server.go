@@ -60,7 +60,7 @@ func (c *runCmd) startHTTP(cfg *configs.Config) error {
 		}
 		slot, err := c.sched.Trigger(c.base, name)
 		if err != nil {
-			apiError(w, http.StatusConflict, err.Error()+" (a job without a schedule can be run with `pbirefresh once`)")
+			apiError(w, http.StatusConflict, err.Error())
 			return
 		}
 		writeJSONResponse(w, http.StatusAccepted, map[string]any{"job": name, "slot": slot, "kind": "manual"})

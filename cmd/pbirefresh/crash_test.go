@@ -72,6 +72,7 @@ func crashConfig(url, ca, state string, enabled bool) string {
 endpoints: {authority_host: %[1]s, powerbi_api: %[1]s, powerbi_scope: "https://analysis.windows.net/powerbi/api/.default", keyvault_challenge_verification: false}
 tls: {ca_file: %[2]s}
 state: {path: %[3]s}
+http: {listen: "off"}
 shutdown_timeout: 5s
 credentials:
   demo:

@@ -71,13 +71,19 @@ func startDaemon(t *testing.T, cfg string, env ...string) (*exec.Cmd, *logWatche
 	return cmd, w
 }
 
+// demoWith is configs/demo.yaml with its state in dir, edited. Unless the
+// edit adds an http section, the HTTP server is off, so tests never hold
+// the default port.
 func demoWith(t *testing.T, dir string, edit func(string) string) string {
 	b, err := os.ReadFile(demo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.Replace(string(b), "path: pbirefresh-demo.db", "path: "+filepath.Join(dir, "state.db"), 1)
-	return edit(s)
+	s := edit(strings.Replace(string(b), "path: pbirefresh-demo.db", "path: "+filepath.Join(dir, "state.db"), 1))
+	if !strings.Contains(s, "\nhttp:") {
+		s += "\nhttp: {listen: \"off\"}\n"
+	}
+	return s
 }
 
 func TestDaemonReloadAndStop(t *testing.T) {

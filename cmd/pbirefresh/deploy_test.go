@@ -74,7 +74,7 @@ func TestSystemdNotify(t *testing.T) {
 		}
 	}()
 	cfg := filepath.Join(dir, "c.yaml")
-	os.WriteFile(cfg, []byte(demoWith(t, dir, func(s string) string { return s + "\nhttp: {listen: off}\n" })), 0o600)
+	os.WriteFile(cfg, []byte(demoWith(t, dir, func(s string) string { return s })), 0o600)
 	cmd := exec.Command(binary, "run", "--config", cfg)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=1000000")
 	if err := cmd.Start(); err != nil {

@@ -165,7 +165,6 @@ type SecretRef struct {
 	File     string       `yaml:"file"`
 
 	inline bool // the secret value was written in the config
-	line   int
 }
 
 // KeyVaultRef names a Key Vault secret.
@@ -178,7 +177,7 @@ type KeyVaultRef struct {
 // UnmarshalYAML refuses a secret value written inline.
 func (s *SecretRef) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
-		s.inline, s.line = true, n.Line
+		s.inline = true
 		return nil
 	}
 	type plain SecretRef
@@ -277,7 +276,6 @@ type Job struct {
 
 	// Effective is JobSettings with the defaults applied.
 	Effective JobSettings `yaml:"-"`
-	line      int
 }
 
 // Enhanced are the enhanced refresh options (Premium, PPU, Embedded or

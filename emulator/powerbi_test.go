@@ -656,7 +656,6 @@ func TestRequestLogHoldsNoCredentials(t *testing.T) {
 
 func TestControlAPI(t *testing.T) {
 	h := start(t, demo(t, longTokens))
-	tok := h.pbiToken()
 	for _, tc := range []struct {
 		method, path, body string
 		status             int
@@ -691,7 +690,7 @@ func TestControlAPI(t *testing.T) {
 		t.Errorf("clock after advance: %s", got)
 	}
 	// The behaviour change took effect: a 2 h refresh that fails.
-	tok = h.token(appID, "new", pbiScope)
+	tok := h.token(appID, "new", pbiScope)
 	_, id := h.post(tok, salesWS, salesDS, `{"type":"full"}`)
 	h.clock.Advance(time.Hour)
 	if r := h.do("GET", refreshesPath(salesWS, salesDS)+"/"+id, tok, "", ""); r.status != 202 {

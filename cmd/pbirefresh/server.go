@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -195,5 +194,3 @@ func (c *runCmd) apiRuns(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSONResponse(w, http.StatusOK, runs)
 }
-
-var errNoHTTP = errors.New("the daemon's HTTP server is off")

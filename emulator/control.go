@@ -49,16 +49,9 @@ func (e *Emulator) StartExternalRefresh(datasetID, refreshType string, d time.Du
 	if d > 0 {
 		b.Duration = DurationDist{Min: Duration(d), Max: Duration(d), Dist: "fixed"}
 	}
-	req, _ := parseRefreshRequest(nil)
-	id := newGUID()
-	e.nextID++
 	now := e.Clock.Now()
-	rf := &refresh{requestID: id, id: e.nextID, ds: ds, refreshType: refreshType, req: req, posted: now, visibleAt: now}
-	plan(rf, b, ds.ws.ws.Capacity == "premium", e.rng)
-	ds.history = append(ds.history, rf)
-	e.refreshes[strings.ToLower(id)] = rf
-	e.prune(ds, now)
-	return id, nil
+	e.fireSchedules(ds, now)
+	return e.startServiceRefresh(ds, refreshType, b, now, now), nil
 }
 
 // SetFaults replaces the fault rules.
@@ -226,6 +219,33 @@ func (e *Emulator) controlRoutes() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]string{"requestId": id})
+	})
+	mux.HandleFunc("GET /_emulator/datasets/{id}/schedule", func(w http.ResponseWriter, r *http.Request) {
+		s, err := e.Schedule(r.PathValue("id"))
+		if err != nil {
+			fail(w, http.StatusNotFound, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s)
+	})
+	mux.HandleFunc("POST /_emulator/dataflows/{id}/transactions", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			RefreshType string   `json:"refresh_type"`
+			Duration    Duration `json:"duration"`
+		}
+		if err := decode(r, &body); err != nil {
+			fail(w, http.StatusBadRequest, err)
+			return
+		}
+		if body.RefreshType == "" {
+			body.RefreshType = typeScheduled
+		}
+		id, err := e.StartExternalTransaction(r.PathValue("id"), body.RefreshType, body.Duration.D())
+		if err != nil {
+			fail(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]string{"transactionId": id})
 	})
 	mux.HandleFunc("PUT /_emulator/faults", func(w http.ResponseWriter, r *http.Request) {
 		var faults []Fault

@@ -477,7 +477,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // pbiError writes the Power BI error shape: with a message, the simple
 // {"error":{"code","message"}} form seen for refresh conflicts and limits;
-// without one, the pbi.error form (contract §3.1).
+// without one, the pbi.error form of the spec's error examples.
 func pbiError(w http.ResponseWriter, status int, code, message string) {
 	if message != "" {
 		writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": message}})

@@ -20,7 +20,8 @@ import (
 
 // Audiences the emulated resources accept. Power BI takes both the
 // analysis.windows.net resource every working client requests and the
-// api.powerbi.com one the enhanced-refresh article names (contract §1).
+// api.powerbi.com one the enhanced-refresh article names
+// (https://learn.microsoft.com/power-bi/connect-data/asynchronous-refresh).
 var (
 	powerBIAudiences = []string{"https://analysis.windows.net/powerbi/api", "https://api.powerbi.com"}
 	vaultAudience    = "https://vault.azure.net"
@@ -47,7 +48,7 @@ func (e *Emulator) lookupTenant(seg string) *Tenant {
 
 // openIDConfig serves /{tenant}/v2.0/.well-known/openid-configuration (and
 // the v1 twin). MSAL requires token_endpoint, authorization_endpoint and an
-// issuer on the authority's host (azure-emulation.md §4.1).
+// issuer on the authority's host (or on one of Microsoft's hosts).
 func (e *Emulator) openIDConfig(v2 bool) func(http.ResponseWriter, *http.Request, *call) {
 	return func(w http.ResponseWriter, r *http.Request, c *call) {
 		seg := r.PathValue("tenant")
@@ -115,7 +116,10 @@ func (e *Emulator) instanceDiscovery(w http.ResponseWriter, r *http.Request, c *
 	})
 }
 
-// tokenError writes Entra ID's error body (contract §7.3).
+// tokenError writes Entra ID's error body: error, error_description with
+// the AADSTS code, error_codes, timestamp, trace and correlation ids,
+// error_uri.
+// https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow
 func tokenError(w http.ResponseWriter, status int, code string, aadsts int, msg string) {
 	now := time.Now().UTC().Format("2006-01-02 15:04:05Z")
 	trace, corr := newGUID(), newGUID()
@@ -222,7 +226,7 @@ func (e *Emulator) tokenEndpoint(v2 bool) func(http.ResponseWriter, *http.Reques
 		case "password":
 			// MSAL Go sends no client secret on this grant, even from a
 			// confidential client, so an app must allow public client flows
-			// unless it authenticates (azure-emulation.md §4.2).
+			// unless it authenticates.
 			if secret != "" || form.Get("client_assertion") != "" {
 				if !e.authenticateClient(w, &appCopy, secret, form, r, c.now) {
 					return

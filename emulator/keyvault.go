@@ -26,7 +26,7 @@ func kvError(w http.ResponseWriter, status int, code, msg string) {
 }
 
 // keyVault serves GET /secrets/{name}/ and /secrets/{name}/{version}
-// (azure-emulation.md §4.3): api-version required, the 401 challenge for
+// as azsecrets calls them: api-version required, the 401 challenge for
 // requests without a token, then the secret.
 func (e *Emulator) keyVault(w http.ResponseWriter, r *http.Request, c *call) {
 	if r.Method != http.MethodGet {
@@ -44,7 +44,7 @@ func (e *Emulator) keyVault(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	challenge := func(msg string) {
 		// authorization must carry the tenant as a path segment: without one
-		// azsecrets panics (azure-emulation.md §4.3).
+		// azsecrets panics.
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization="%s/%s", resource="%s"`, e.base, strings.ToLower(v.Tenant), vaultAudience))
 		kvError(w, http.StatusUnauthorized, "Unauthorized", msg)
 	}

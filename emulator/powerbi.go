@@ -55,7 +55,8 @@ func notFound(w http.ResponseWriter) {
 func (e *Emulator) workspaceFor(w http.ResponseWriter, r *http.Request, cl *claims) (*wsState, string) {
 	g := r.PathValue("groupId")
 	if g == "" {
-		// "My workspace" routes are not for service principals (contract §3).
+		// "My workspace" routes are not for service principals: the service
+		// answers 403 {"Message":"API is not accessible for application"}.
 		if cl.IDTyp == "app" {
 			writeJSON(w, http.StatusForbidden, map[string]string{"Message": "API is not accessible for application"})
 			return nil, ""
@@ -82,9 +83,10 @@ func (e *Emulator) workspaceFor(w http.ResponseWriter, r *http.Request, cl *clai
 	return ws, role
 }
 
-// datasetFor resolves {datasetId} inside the request's workspace. Must hold
+// datasetFor resolves {datasetId} inside the request's workspace, and
+// first starts the scheduled refreshes due by the request's time. Must hold
 // e.mu.
-func (e *Emulator) datasetFor(w http.ResponseWriter, r *http.Request, cl *claims) (*dsState, string) {
+func (e *Emulator) datasetFor(w http.ResponseWriter, r *http.Request, c *call, cl *claims) (*dsState, string) {
 	ws, role := e.workspaceFor(w, r, cl)
 	if ws == nil {
 		return nil, ""
@@ -94,6 +96,7 @@ func (e *Emulator) datasetFor(w http.ResponseWriter, r *http.Request, cl *claims
 		notFound(w)
 		return nil, ""
 	}
+	e.fireSchedules(ds, c.now)
 	return ds, role
 }
 
@@ -114,7 +117,7 @@ func (e *Emulator) postRefresh(w http.ResponseWriter, r *http.Request, c *call) 
 	req, rerr := parseRefreshRequest(c.body)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	ds, role := e.datasetFor(w, r, cl)
+	ds, role := e.datasetFor(w, r, c, cl)
 	if ds == nil {
 		return
 	}
@@ -133,7 +136,7 @@ func (e *Emulator) postRefresh(w http.ResponseWriter, r *http.Request, c *call) 
 	premium := ds.ws.ws.Capacity == "premium"
 	if req.enhanced && !premium {
 		// Enhanced refresh needs Premium, PPU, Embedded or Fabric capacity;
-		// the exact error for shared capacity is unconfirmed (contract §11).
+		// the exact error for shared capacity is unconfirmed.
 		pbiError(w, http.StatusBadRequest, "InvalidRequest", "Enhanced refresh is not supported for datasets on shared capacity.")
 		return
 	}
@@ -193,6 +196,21 @@ func (e *Emulator) acceptedHeaders(w http.ResponseWriter, r *http.Request, enhan
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// startServiceRefresh records a refresh the service started by itself
+// (Scheduled, or OnDemand from the portal) at the instant at: classic,
+// visible at once, with behaviour b. Must hold e.mu.
+func (e *Emulator) startServiceRefresh(ds *dsState, kind string, b Behaviour, at, now time.Time) string {
+	req, _ := parseRefreshRequest(nil)
+	id := newGUID()
+	e.nextID++
+	rf := &refresh{requestID: id, id: e.nextID, ds: ds, refreshType: kind, req: req, posted: at, visibleAt: at}
+	plan(rf, b, ds.ws.ws.Capacity == "premium", e.rng)
+	ds.history = append(ds.history, rf)
+	e.refreshes[strings.ToLower(id)] = rf
+	e.prune(ds, now)
+	return id
+}
+
 // startRefresh plans and records a refresh. Must hold e.mu.
 func (e *Emulator) startRefresh(ds *dsState, id, kind string, req refreshRequest, now time.Time) *refresh {
 	e.nextID++
@@ -230,7 +248,7 @@ func (e *Emulator) refreshHistory(w http.ResponseWriter, r *http.Request, c *cal
 		top = n
 	}
 	e.mu.Lock()
-	ds, _ := e.datasetFor(w, r, cl)
+	ds, _ := e.datasetFor(w, r, c, cl)
 	if ds == nil {
 		e.mu.Unlock()
 		return
@@ -249,7 +267,7 @@ func (e *Emulator) refreshHistory(w http.ResponseWriter, r *http.Request, c *cal
 // findRefresh resolves {refreshId} for details and cancel. A refresh still
 // inside the history delay is not found here either. Must hold e.mu.
 func (e *Emulator) findRefresh(w http.ResponseWriter, r *http.Request, c *call, cl *claims) (*refresh, string) {
-	ds, role := e.datasetFor(w, r, cl)
+	ds, role := e.datasetFor(w, r, c, cl)
 	if ds == nil {
 		return nil, ""
 	}
@@ -277,7 +295,8 @@ func (e *Emulator) refreshDetails(w http.ResponseWriter, r *http.Request, c *cal
 	if !rf.req.enhanced {
 		e.mu.Unlock()
 		// Execution details are documented for enhanced refreshes only; a
-		// client must follow the others in the history (contract §4.3).
+		// client must follow the others in the history.
+		// https://learn.microsoft.com/power-bi/connect-data/asynchronous-refresh
 		notFound(w)
 		return
 	}
@@ -308,7 +327,7 @@ func (e *Emulator) cancelRefresh(w http.ResponseWriter, r *http.Request, c *call
 	}
 	if !rf.req.enhanced {
 		// Only enhanced refreshes can be cancelled; the error for others is
-		// undocumented (contract §10.7: pick 400).
+		// undocumented; 400 is the safe guess.
 		pbiError(w, http.StatusBadRequest, "InvalidRequest", "Only refreshes started through the enhanced refresh API can be cancelled.")
 		return
 	}
@@ -319,39 +338,6 @@ func (e *Emulator) cancelRefresh(w http.ResponseWriter, r *http.Request, c *call
 	rf.cancelledAt = c.now
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
-}
-
-func (e *Emulator) refreshSchedule(w http.ResponseWriter, r *http.Request, c *call) {
-	cl := e.authPBI(w, r, c)
-	if cl == nil {
-		return
-	}
-	e.mu.Lock()
-	ds, _ := e.datasetFor(w, r, cl)
-	var s ScheduleInfo
-	if ds != nil && ds.ds.Schedule != nil {
-		s = *ds.ds.Schedule
-	}
-	e.mu.Unlock()
-	if ds == nil {
-		return
-	}
-	if s.Days == nil {
-		s.Days = []string{}
-	}
-	if s.Times == nil {
-		s.Times = []string{}
-	}
-	if s.TimeZone == "" {
-		s.TimeZone = "UTC"
-	}
-	if s.NotifyOption == "" {
-		s.NotifyOption = "NoNotification"
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"@odata.context": e.odataContext(r, "refreshSchedule"),
-		"days":           s.Days, "times": s.Times, "enabled": s.Enabled, "localTimeZoneId": s.TimeZone, "notifyOption": s.NotifyOption,
-	})
 }
 
 func (e *Emulator) groupJSON(ws *wsState) map[string]any {
@@ -522,13 +508,20 @@ func (e *Emulator) getGroup(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 }
 
+// datasetJSON is a Dataset of the spec. configuredBy is the owner: a UPN,
+// or an app's client id when a service principal owns the dataset; it is
+// left out when the scenario gives the dataset no owner.
 func (e *Emulator) datasetJSON(ds *dsState) map[string]any {
-	return map[string]any{
-		"id": ds.ds.ID, "name": ds.ds.Name, "addRowsAPIEnabled": false, "configuredBy": "emulator@" + strings.ToLower(ds.ws.ws.Name),
+	d := map[string]any{
+		"id": ds.ds.ID, "name": ds.ds.Name, "addRowsAPIEnabled": false,
 		"isRefreshable": *ds.ds.Refreshable, "isEffectiveIdentityRequired": false, "isEffectiveIdentityRolesRequired": false,
 		"isOnPremGatewayRequired": false, "targetStorageMode": "Abf",
 		"webUrl": "https://app.powerbi.com/groups/" + ds.ws.ws.ID + "/datasets/" + ds.ds.ID,
 	}
+	if ds.ds.Owner != "" {
+		d["configuredBy"] = ds.ds.Owner
+	}
+	return d
 }
 
 func (e *Emulator) listDatasets(w http.ResponseWriter, r *http.Request, c *call) {
@@ -557,7 +550,7 @@ func (e *Emulator) getDataset(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	e.mu.Lock()
-	ds, _ := e.datasetFor(w, r, cl)
+	ds, _ := e.datasetFor(w, r, c, cl)
 	var d map[string]any
 	if ds != nil {
 		d = e.datasetJSON(ds)

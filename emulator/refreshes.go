@@ -41,6 +41,14 @@ type dsState struct {
 	behaviour Behaviour
 	history   []*refresh  // oldest first, at most historyCap
 	posts     []time.Time // recent POST times, for drop bursts
+	// sched is the refresh schedule as it stands (PATCH changes it); the
+	// scenario's copy is left alone.
+	sched ScheduleInfo
+	// schedChecked is the instant up to which the schedule's slots have
+	// been turned into refreshes (settings.fire_schedules).
+	schedChecked time.Time
+	loc          *time.Location // sched.TimeZone resolved, cached
+	locFor       string
 }
 
 // refreshObject is one table (and partition) of an enhanced request.
@@ -143,7 +151,7 @@ func plan(r *refresh, b Behaviour, premium bool, rng *rand.Rand) {
 	case last.exception == "":
 		r.status, r.extStatus, r.message = "Completed", "Completed", ""
 	case last.timedOut:
-		// TimedOut maps to status Failed (contract §5.2: assumed, unconfirmed).
+		// TimedOut maps to status Failed: assumed, Microsoft does not say.
 		r.status, r.extStatus = "Failed", "TimedOut"
 	default:
 		r.status, r.extStatus = "Failed", "Failed"
@@ -204,8 +212,8 @@ func (r *refresh) view(now time.Time) view {
 	return v
 }
 
-// Timestamps: history entries carry Z and 7 fractional digits, as observed
-// (contract §2).
+// Timestamps: history entries carry Z and 7 fractional digits, as seen on
+// the wire and in the spec's examples.
 const stamp7 = "2006-01-02T15:04:05.0000000Z"
 
 func fmtTime(t time.Time) string { return t.UTC().Format(stamp7) }
@@ -346,11 +354,14 @@ func (ds *dsState) runningRefresh(now time.Time) *refresh {
 }
 
 // quotaUsed counts the refreshes that count against the shared-capacity
-// daily limit: API and scheduled ones, not "Refresh now" in the portal.
+// daily limit in the 24 hours up to now: API and scheduled ones, not
+// "Refresh now" in the portal. Refreshes started after now (a scheduled
+// slot is checked at its own time, later entries may already exist) do not
+// count.
 func (ds *dsState) quotaUsed(now time.Time) int {
 	n := 0
 	for _, r := range ds.history {
-		if r.refreshType != typeOnDemand && now.Sub(r.posted) < 24*time.Hour {
+		if d := now.Sub(r.posted); r.refreshType != typeOnDemand && d >= 0 && d < 24*time.Hour {
 			n++
 		}
 	}

@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -19,12 +20,16 @@ func (e *Emulator) routes() http.Handler {
 		e.handle(pbi, "GET "+ds+"/refreshes/{refreshId}", "refresh.details", true, e.refreshDetails)
 		e.handle(pbi, "DELETE "+ds+"/refreshes/{refreshId}", "refresh.cancel", true, e.cancelRefresh)
 		e.handle(pbi, "GET "+ds+"/refreshSchedule", "schedule.get", true, e.refreshSchedule)
+		e.handle(pbi, "PATCH "+ds+"/refreshSchedule", "schedule.update", true, e.updateSchedule)
 		e.handle(pbi, "GET "+prefix+"/datasets", "datasets.list", true, e.listDatasets)
 		e.handle(pbi, "GET "+ds, "datasets.get", true, e.getDataset)
 	}
 	g := "/v1.0/myorg/groups/{groupId}"
 	e.handle(pbi, "GET /v1.0/myorg/groups", "groups.list", true, e.listGroups)
 	e.handle(pbi, "GET "+g, "groups.get", true, e.getGroup)
+	// A literal segment outranks the {datasetId} wildcard of datasets.get in
+	// ServeMux, so this pattern does not conflict with it.
+	e.handle(pbi, "GET "+g+"/datasets/upstreamDataflows", "datasets.upstream", true, e.upstreamDataflows)
 	e.handle(pbi, "POST "+g+"/dataflows/{dataflowId}/refreshes", "dataflow.refresh", true, e.dataflowRefresh)
 	e.handle(pbi, "GET "+g+"/dataflows/{dataflowId}/transactions", "dataflow.transactions", true, e.dataflowTransactions)
 	e.handle(pbi, "POST "+g+"/dataflows/transactions/{transactionId}/cancel", "dataflow.cancel", true, e.dataflowCancel)
@@ -106,6 +111,7 @@ func (e *Emulator) load() {
 	e.dataflows = map[string]*dfState{}
 	e.refreshes = map[string]*refresh{}
 	e.nextID = 90000000
+	now := e.Clock.Now()
 	for i := range sc.Workspaces {
 		w := &sc.Workspaces[i]
 		ws := &wsState{ws: w, members: map[string]string{}}
@@ -113,7 +119,11 @@ func (e *Emulator) load() {
 			ws.members[strings.ToLower(m.Principal)] = strings.ToLower(m.Role)
 		}
 		for _, d := range w.Datasets {
-			ds := &dsState{ds: d, ws: ws, behaviour: d.Behaviour}
+			ds := &dsState{ds: d, ws: ws, behaviour: d.Behaviour, schedChecked: now}
+			if d.Schedule != nil {
+				ds.sched = *d.Schedule
+				ds.sched.Days, ds.sched.Times = slices.Clone(d.Schedule.Days), slices.Clone(d.Schedule.Times)
+			}
 			ws.datasets = append(ws.datasets, ds)
 			e.datasets[strings.ToLower(d.ID)] = ds
 		}

@@ -60,6 +60,15 @@ type Settings struct {
 	// fields, as one spec example does. Off by default: the docs say it must
 	// be left out, and rejecting it is the safe side for a client under test.
 	AcceptNotifyOptionWithEnhanced bool `yaml:"accept_notify_option_with_enhanced"`
+	// FireSchedules makes enabled dataset refresh schedules start refreshes
+	// by themselves (refreshType Scheduled) at their local times, as the
+	// service does. Off by default: a test then sees only the refreshes it
+	// starts. Slots are turned into refreshes when a request for the
+	// dataset arrives, so a fake clock drives them.
+	FireSchedules bool `yaml:"fire_schedules"`
+	// TransactionDelay is how long a new dataflow transaction stays out of
+	// GET .../transactions after its POST (default 0), like HistoryDelay.
+	TransactionDelay Duration `yaml:"transaction_delay"`
 	// Seed makes durations and fault draws repeatable (default 1).
 	Seed uint64 `yaml:"seed"`
 	// RequestLogSize bounds the request log (default 100000 entries).
@@ -155,16 +164,28 @@ type Member struct {
 	Role      string `yaml:"role"` // Admin | Member | Contributor | Viewer
 }
 
-// Dataset is a semantic model and how its refreshes behave.
+// Dataset is a semantic model and how its refreshes behave. Names need not
+// be unique: Power BI allows two datasets of one name in a workspace.
 type Dataset struct {
 	ID          string        `yaml:"id"`
 	Name        string        `yaml:"name"`
 	Refreshable *bool         `yaml:"refreshable"` // default true
 	Behaviour   Behaviour     `yaml:"behaviour"`
 	Schedule    *ScheduleInfo `yaml:"schedule"`
+	// Owner is the principal (UPN or client id) that owns the dataset: the
+	// API reports it as configuredBy, and only it may change the refresh
+	// schedule. Default: the workspace's first Admin member, else the user
+	// whose "My workspace" it is, else the workspace's first member.
+	Owner string `yaml:"owner"`
+	// UpstreamDataflows are the ids of the dataflows the dataset reads
+	// (in any workspace), reported by GET .../datasets/upstreamDataflows.
+	UpstreamDataflows []string `yaml:"upstream_dataflows"`
 }
 
-// ScheduleInfo is what GET refreshSchedule returns.
+// ScheduleInfo is what GET refreshSchedule returns. Days are Sunday to
+// Saturday, times "hh:mm" with minutes 00 or 30, TimeZone a Windows time
+// zone id (default UTC), NotifyOption NoNotification (default) or
+// MailOnFailure.
 type ScheduleInfo struct {
 	Days         []string `yaml:"days" json:"days"`
 	Times        []string `yaml:"times" json:"times"`
@@ -629,6 +650,14 @@ func (sc *Scenario) Validate() error {
 				d.Refreshable = &yes
 			}
 			errs = append(errs, d.Behaviour.validate(dp+".behaviour")...)
+			if d.Owner == "" {
+				d.Owner = defaultOwner(w)
+			} else if !principals[strings.ToLower(d.Owner)] {
+				bad(dp+".owner", "principal %q is not declared under apps, users or managed_identity", d.Owner)
+			}
+			if d.Schedule != nil {
+				errs = append(errs, d.Schedule.validate(dp+".schedule", w.Capacity)...)
+			}
 		}
 		for j := range w.Dataflows {
 			f := &w.Dataflows[j]
@@ -637,6 +666,8 @@ func (sc *Scenario) Validate() error {
 			errs = append(errs, f.Behaviour.validate(fp+".behaviour")...)
 		}
 	}
+	errs = append(errs, sc.validateWorkspaceNames()...)
+	errs = append(errs, sc.validateUpstreamDataflows()...)
 	for i := range sc.Faults {
 		errs = append(errs, sc.Faults[i].validate(fmt.Sprintf("faults[%d]", i))...)
 	}
@@ -695,8 +726,8 @@ var Operations = []string{
 	"openid", "token", "userrealm", "instance_discovery", "msi",
 	"keyvault.get",
 	"refresh.post", "refresh.history", "refresh.details", "refresh.cancel",
-	"groups.list", "groups.get", "datasets.list", "datasets.get", "schedule.get",
-	"dataflow.refresh", "dataflow.transactions", "dataflow.cancel", "admin.groups",
+	"groups.list", "groups.get", "datasets.list", "datasets.get", "schedule.get", "schedule.update",
+	"datasets.upstream", "dataflow.refresh", "dataflow.transactions", "dataflow.cancel", "admin.groups",
 }
 
 func (f *Fault) validate(path string) []error {

@@ -25,7 +25,7 @@ import (
 )
 
 // sdkClient is what a daemon builds from a CA file: the system roots plus
-// the emulator's CA (azure-emulation.md §5).
+// the emulator's CA.
 func sdkClient(t *testing.T, h *harness) *http.Client {
 	t.Helper()
 	pool, err := x509.SystemCertPool()

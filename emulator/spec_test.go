@@ -14,9 +14,10 @@ import (
 	"time"
 )
 
-// The spec is Microsoft's swagger.json (PowerBI-CSharp, Oct 2024), copied
-// byte for byte from shared/reference; its hash is the one the contract
-// names.
+// The spec is Microsoft's swagger.json, sdk/swaggers/swagger.json in
+// github.com/microsoft/PowerBI-CSharp (commit 4ad33dd6bd49, Oct 2024), the
+// source of the learn.microsoft.com REST reference; the copy in testdata is
+// byte for byte and pinned by its hash.
 const specSHA256 = "5bb57f9c01e09cb24a1a60d396b297061abb0f333c289f607e6f8c92019e7182"
 
 type spec struct {
@@ -128,7 +129,7 @@ func (v *validator) walk(value any, schema map[string]any, owner, path string) [
 		for k, val := range obj {
 			ps, found := props[k]
 			pOwner := owners[k]
-			if !found && !v.exactNames { // the wire is camelCase where schemas show PascalCase (contract §2)
+			if !found && !v.exactNames { // the wire is camelCase where schemas show PascalCase (RefreshSchedule.NotifyOption)
 				for name, s := range props {
 					if strings.EqualFold(name, k) {
 						ps, found, pOwner = s, true, owners[name]
@@ -215,23 +216,26 @@ func (v *validator) walkProp(val any, schema map[string]any, owner, name, path s
 // responseExtras are the fields the emulator sends that the spec does not
 // declare, each observed on the real service.
 var responseExtras = map[string]string{
-	"Refreshes.@odata.context":            "contract §2: the live service writes @odata.context",
-	"Groups.@odata.context":               "contract §2",
-	"AdminGroups.@odata.context":          "contract §2",
-	"Datasets.@odata.context":             "contract §2",
-	"DataflowTransactions.@odata.context": "contract §2",
-	"Group.@odata.context":                "contract §2 (single entity)",
-	"Dataset.@odata.context":              "contract §2 (single entity)",
-	"RefreshSchedule.@odata.context":      "contract §2 (single entity)",
-	"Refresh.id":                          "contract §4.2: numeric id observed on the wire",
-	"Refresh.extendedStatus":              "contract §4.2: on enhanced entries (issue #3892, PR #3653)",
-	"DatasetRefreshObjects.status":        "spec's own details example carries objects[].status",
+	// The schemas name the key odata.context; the live service, and the
+	// spec's own transactions example, write @odata.context.
+	"Refreshes.@odata.context":                      "@odata.context on the wire",
+	"Groups.@odata.context":                         "@odata.context on the wire",
+	"AdminGroups.@odata.context":                    "@odata.context on the wire",
+	"Datasets.@odata.context":                       "@odata.context on the wire",
+	"DataflowTransactions.@odata.context":           "the spec's own example carries it",
+	"DatasetToDataflowLinksResponse.@odata.context": "@odata.context on the wire",
+	"Group.@odata.context":                          "@odata.context on the wire (single entity)",
+	"Dataset.@odata.context":                        "@odata.context on the wire (single entity)",
+	"RefreshSchedule.@odata.context":                "@odata.context on the wire (single entity)",
+	"Refresh.id":                                    "numeric id seen on the wire (MicrosoftDocs/powerbi-docs#3892, PR #3653)",
+	"Refresh.extendedStatus":                        "on enhanced entries (MicrosoftDocs/powerbi-docs#3892, PR #3653)",
+	"DatasetRefreshObjects.status":                  "spec's own details example carries objects[].status",
 }
 
 var detailEnumExtras = map[string]string{
 	// Cancelled is observed after DELETE (PR #3653, semantic-link-labs) but
 	// missing from the spec's status enum.
-	"DatasetRefreshDetail.status=Cancelled":  "contract §4.3",
+	"DatasetRefreshDetail.status=Cancelled":  "seen after DELETE (MicrosoftDocs/powerbi-docs PR #3653)",
 	"DatasetRefreshObjects.status=Cancelled": "as the refresh",
 }
 

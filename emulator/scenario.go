@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pbirefresh/pbirefresh/internal/strictyaml"
 )
 
 //go:embed demo.yaml
@@ -24,16 +25,15 @@ var demoScenario []byte
 // the faults and throttling in force. It is read from YAML (see demo.yaml for
 // every key) or built in Go by tests.
 type Scenario struct {
-	Settings        Settings          `yaml:"settings"`
-	Tenants         []Tenant          `yaml:"tenants"`
-	Apps            []App             `yaml:"apps"`
-	Users           []User            `yaml:"users"`
-	ManagedIdentity *ManagedIdentity  `yaml:"managed_identity"`
-	Vault           *Vault            `yaml:"vault"`
-	Workspaces      []Workspace       `yaml:"workspaces"`
-	Faults          []Fault           `yaml:"faults"`
-	Throttle        *Throttle         `yaml:"throttle"`
-	positions       map[string]string // object path → "line:col", for validation messages
+	Settings        Settings         `yaml:"settings"`
+	Tenants         []Tenant         `yaml:"tenants"`
+	Apps            []App            `yaml:"apps"`
+	Users           []User           `yaml:"users"`
+	ManagedIdentity *ManagedIdentity `yaml:"managed_identity"`
+	Vault           *Vault           `yaml:"vault"`
+	Workspaces      []Workspace      `yaml:"workspaces"`
+	Faults          []Fault          `yaml:"faults"`
+	Throttle        *Throttle        `yaml:"throttle"`
 }
 
 // Settings are emulator-wide switches. Zero values mean the documented
@@ -258,44 +258,9 @@ type Throttle struct {
 	Window Duration `yaml:"window" json:"window"`
 }
 
-// Duration is a time.Duration written as a string ("90s", "2h").
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// UnmarshalYAML reads a duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration such as 30s or 2h", n.Line)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (write it like 30s, 5m or 2h)", n.Line, s)
-	}
-	if v < 0 {
-		return fmt.Errorf("line %d: duration %q is negative", n.Line, s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// UnmarshalJSON reads a duration string, for the control API.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	s := strings.Trim(string(b), `"`)
-	v, err := time.ParseDuration(s)
-	if err != nil || v < 0 {
-		return fmt.Errorf("%q is not a duration such as 30s or 2h", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + time.Duration(d).String() + `"`), nil
-}
+// Duration is a time.Duration written as a string ("90s", "2h"), in YAML
+// and in the control API's JSON.
+type Duration = strictyaml.Duration
 
 // DurationDist is a fixed duration ("30s") or a distribution
 // ({min: 10s, max: 2h, dist: loguniform | uniform}).
@@ -383,62 +348,22 @@ func DemoScenario() *Scenario {
 func DemoScenarioYAML() []byte { return bytes.Clone(demoScenario) }
 
 // ParseScenario decodes and validates a scenario; name labels messages.
+// Decoding is strict (unknown keys, a second document and an empty file
+// are errors) and every problem is reported at its line and column.
 func ParseScenario(name string, b []byte) (*Scenario, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, fmt.Errorf("%s: %s", name, cleanYAMLError(err))
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
+	f := &strictyaml.File{Name: name, Data: b, Example: "emulator/demo.yaml"}
 	sc := &Scenario{}
-	if err := dec.Decode(sc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %s", name, cleanYAMLError(err))
+	if err := f.Decode(sc); err != nil {
+		return nil, err
 	}
-	sc.positions = map[string]string{}
-	recordPositions(&root, "", sc.positions)
 	if err := sc.Validate(); err != nil {
-		return nil, prefixErrors(name, sc.positions, err)
+		return nil, located(f, err)
 	}
 	return sc, nil
 }
 
-// cleanYAMLError keeps one problem per line (yaml.v3 quotes values,
-// newlines and all).
-func cleanYAMLError(err error) string {
-	lines := strings.Split(strings.TrimPrefix(err.Error(), "yaml: "), "\n  ")
-	for i, l := range lines {
-		lines[i] = strings.Join(strings.Fields(l), " ")
-	}
-	return strings.Join(lines, "\n")
-}
-
-// recordPositions maps paths like "workspaces[0].datasets[1].id" to line:col.
-func recordPositions(n *yaml.Node, path string, out map[string]string) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			recordPositions(c, path, out)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := k.Value
-			if path != "" {
-				p = path + "." + k.Value
-			}
-			out[p] = fmt.Sprintf("%d:%d", k.Line, k.Column)
-			recordPositions(v, p, out)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			out[p] = fmt.Sprintf("%d:%d", c.Line, c.Column)
-			recordPositions(c, p, out)
-		}
-	}
-}
-
-// fieldError is a validation problem at an object path.
+// fieldError is a validation problem at an object path
+// ("workspaces[0].datasets[1].id").
 type fieldError struct {
 	path string
 	msg  string
@@ -446,7 +371,8 @@ type fieldError struct {
 
 func (e fieldError) Error() string { return e.path + ": " + e.msg }
 
-func prefixErrors(name string, pos map[string]string, err error) error {
+// located places Validate's problems at their lines in the file.
+func located(f *strictyaml.File, err error) error {
 	var errs []error
 	var list interface{ Unwrap() []error }
 	if errors.As(err, &list) {
@@ -454,33 +380,17 @@ func prefixErrors(name string, pos map[string]string, err error) error {
 	} else {
 		errs = []error{err}
 	}
-	out := make([]error, 0, len(errs))
+	var ps strictyaml.Problems
 	for _, e := range errs {
 		var fe fieldError
 		if errors.As(e, &fe) {
-			p := fe.path
-			for p != "" && pos[p] == "" {
-				p = parentPath(p)
-			}
-			if lc := pos[p]; lc != "" {
-				out = append(out, fmt.Errorf("%s:%s: %s: %s", name, lc, fe.path, fe.msg))
-				continue
-			}
+			ps = append(ps, &strictyaml.Problem{File: f.Name, Pos: f.Pos(fe.path), Msg: fe.Error()})
+			continue
 		}
-		out = append(out, fmt.Errorf("%s: %w", name, e))
+		ps = append(ps, &strictyaml.Problem{File: f.Name, Msg: e.Error()})
 	}
-	return errors.Join(out...)
+	return ps.Err()
 }
-
-func parentPath(p string) string {
-	i := strings.LastIndexAny(p, ".[")
-	if i < 0 {
-		return ""
-	}
-	return p[:i]
-}
-
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // Validate applies defaults and reports every problem at once.
 func (sc *Scenario) Validate() error {
@@ -514,7 +424,7 @@ func (sc *Scenario) Validate() error {
 	for i := range sc.Tenants {
 		t := &sc.Tenants[i]
 		p := fmt.Sprintf("tenants[%d]", i)
-		if !guidRE.MatchString(t.ID) {
+		if !strictyaml.IsGUID(t.ID) {
 			bad(p+".id", "tenant id %q is not a GUID", t.ID)
 		}
 		if tenants[strings.ToLower(t.ID)] {
@@ -535,7 +445,7 @@ func (sc *Scenario) Validate() error {
 	for i := range sc.Apps {
 		a := &sc.Apps[i]
 		p := fmt.Sprintf("apps[%d]", i)
-		if !guidRE.MatchString(a.ClientID) {
+		if !strictyaml.IsGUID(a.ClientID) {
 			bad(p+".client_id", "client id %q is not a GUID", a.ClientID)
 		}
 		if principals[strings.ToLower(a.ClientID)] {
@@ -563,7 +473,7 @@ func (sc *Scenario) Validate() error {
 		knownTenant(p+".tenant", u.Tenant)
 	}
 	if mi := sc.ManagedIdentity; mi != nil {
-		if !guidRE.MatchString(mi.ClientID) {
+		if !strictyaml.IsGUID(mi.ClientID) {
 			bad("managed_identity.client_id", "client id %q is not a GUID", mi.ClientID)
 		}
 		principals[strings.ToLower(mi.ClientID)] = true
@@ -604,7 +514,7 @@ func (sc *Scenario) Validate() error {
 	}
 	ids := map[string]string{}
 	unique := func(path, id, what string) {
-		if !guidRE.MatchString(id) {
+		if !strictyaml.IsGUID(id) {
 			bad(path, "%s id %q is not a GUID", what, id)
 			return
 		}

@@ -15,26 +15,40 @@ import (
 	"time"
 )
 
+// Kind is what happened to a job.
+type Kind string
+
 // Kinds of event.
 const (
-	Failure  = "failure"
-	Timeout  = "timeout"
-	Lost     = "lost"
-	Recovery = "recovery"
+	// Failure: a run ended unsuccessfully (failed, cancelled, disabled,
+	// quota, error).
+	Failure Kind = "failure"
+	// Timeout: a run passed its deadline.
+	Timeout Kind = "timeout"
+	// Lost: Power BI accepted a refresh and never ran it.
+	Lost Kind = "lost"
+	// Recovery: the first success after a run that was not one.
+	Recovery Kind = "recovery"
 )
+
+// Kinds lists every kind of event.
+func Kinds() []Kind { return []Kind{Failure, Timeout, Lost, Recovery} }
 
 // Event is one thing worth telling.
 type Event struct {
-	Kind      string    `json:"event"`
+	Kind      Kind      `json:"event"`
 	Job       string    `json:"job"`
 	Slot      time.Time `json:"slot"`
 	Status    string    `json:"status"`
 	RefreshID string    `json:"refresh_id,omitempty"`
 	Error     string    `json:"error,omitempty"`
-	Hint      string    `json:"hint,omitempty"`
-	Started   time.Time `json:"started,omitzero"`
-	Ended     time.Time `json:"ended,omitzero"`
-	Host      string    `json:"host,omitempty"`
+	// Code is the service's error code (Power BI's, the refresh's
+	// serviceExceptionJson errorCode, or AADSTS<n>).
+	Code    string    `json:"code,omitempty"`
+	Hint    string    `json:"hint,omitempty"`
+	Started time.Time `json:"started,omitzero"`
+	Ended   time.Time `json:"ended,omitzero"`
+	Host    string    `json:"host,omitempty"`
 }
 
 // Target is one destination.
@@ -42,7 +56,7 @@ type Target struct {
 	Name    string
 	Type    string // webhook | teams | slack
 	URL     string // holds credentials: never logged
-	On      map[string]bool
+	On      map[Kind]bool
 	Timeout time.Duration // per attempt (default 10s)
 	Retries int           // after the first attempt (default 3)
 }
@@ -56,6 +70,8 @@ type Notifier struct {
 	http    *http.Client
 	logger  *slog.Logger
 	queue   chan delivery
+	closeMu sync.RWMutex // Send holds it to read, Close to write
+	closed  bool
 	wg      sync.WaitGroup
 	stop    context.CancelFunc
 	sleep   func(context.Context, time.Duration) error
@@ -97,7 +113,14 @@ func New(hc *http.Client, targets []Target, logger *slog.Logger) *Notifier {
 
 // Send queues an event for every target that wants its kind. It never
 // blocks: with the queue full, the event is dropped, logged and counted.
+// After Close it drops the event and logs it.
 func (n *Notifier) Send(ev Event) {
+	n.closeMu.RLock()
+	defer n.closeMu.RUnlock()
+	if n.closed {
+		n.logger.Error("notification dropped: the notifier is closed (shutdown)", "job", ev.Job, "event", ev.Kind)
+		return
+	}
 	for _, t := range n.targets {
 		if !t.On[ev.Kind] {
 			continue
@@ -115,7 +138,14 @@ func (n *Notifier) Send(ev Event) {
 
 // Close delivers what is queued, until ctx is done.
 func (n *Notifier) Close(ctx context.Context) {
+	n.closeMu.Lock()
+	if n.closed {
+		n.closeMu.Unlock()
+		return
+	}
+	n.closed = true
 	close(n.queue)
+	n.closeMu.Unlock()
 	done := make(chan struct{})
 	go func() { n.wg.Wait(); close(done) }()
 	select {
@@ -215,6 +245,9 @@ func Body(kind string, ev Event) ([]byte, error) {
 		if ev.Error != "" {
 			body = append(body, map[string]any{"type": "TextBlock", "wrap": true, "text": ev.Error})
 		}
+		if ev.Code != "" {
+			body = append(body, map[string]any{"type": "TextBlock", "wrap": true, "text": "Code: " + ev.Code})
+		}
 		if ev.Hint != "" {
 			body = append(body, map[string]any{"type": "TextBlock", "wrap": true, "isSubtle": true, "text": "Fix: " + ev.Hint})
 		}
@@ -251,6 +284,9 @@ func summary(ev Event) string {
 	b.WriteString(")")
 	if ev.Error != "" {
 		b.WriteString("\n" + ev.Error)
+	}
+	if ev.Code != "" {
+		b.WriteString("\nCode: " + ev.Code)
 	}
 	if ev.Hint != "" {
 		b.WriteString("\nFix: " + ev.Hint)

@@ -45,7 +45,7 @@ func (r *receiver) got() [][]byte {
 	return append([][]byte(nil), r.bodies...)
 }
 
-var all = map[string]bool{Failure: true, Timeout: true, Lost: true, Recovery: true}
+var all = map[Kind]bool{Failure: true, Timeout: true, Lost: true, Recovery: true}
 
 var ev = Event{Kind: Failure, Job: "finance", Slot: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC), Status: "failed",
 	RefreshID: "r-1", Error: "refresh r-1 ended Failed", Hint: "update the data source credentials"}
@@ -72,7 +72,7 @@ func TestPayloadsAndRouting(t *testing.T) {
 	n, results := newNotifier(t, []Target{
 		{Name: "hook", Type: "webhook", URL: srv.URL + "/hook?token=s3cr3t", On: all},
 		{Name: "teams", Type: "teams", URL: srv.URL + "/teams?sig=s3cr3t", On: all},
-		{Name: "slack", Type: "slack", URL: srv.URL + "/slack/s3cr3t", On: map[string]bool{Recovery: true}},
+		{Name: "slack", Type: "slack", URL: srv.URL + "/slack/s3cr3t", On: map[Kind]bool{Recovery: true}},
 	}, &logs)
 	n.Send(ev)
 	rec := ev
@@ -88,7 +88,7 @@ func TestPayloadsAndRouting(t *testing.T) {
 		var m map[string]any
 		json.Unmarshal(b, &m)
 		switch {
-		case m["event"] == Failure:
+		case m["event"] == string(Failure):
 			sawHook = m["job"] == "finance" && m["hint"] == ev.Hint && m["refresh_id"] == "r-1"
 		case m["type"] == "message":
 			att := m["attachments"].([]any)[0].(map[string]any)
@@ -154,4 +154,17 @@ func TestSendNeverBlocks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	n.Close(ctx)
+}
+
+// TestSendAfterCloseIsDropped: a run that outlives the shutdown must not
+// crash the daemon by notifying after the notifier closed.
+func TestSendAfterCloseIsDropped(t *testing.T) {
+	var logs strings.Builder
+	n, _ := newNotifier(t, []Target{{Name: "hook", Type: "webhook", URL: "http://127.0.0.1:1/x", On: all}}, &logs)
+	n.Close(context.Background())
+	n.Send(Event{Kind: Failure, Job: "late"}) // panicked before: send on a closed channel
+	n.Close(context.Background())             // twice is harmless
+	if !strings.Contains(logs.String(), "notification dropped: the notifier is closed") {
+		t.Fatalf("log: %s", logs.String())
+	}
 }

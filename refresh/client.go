@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pbirefresh/pbirefresh"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -128,9 +128,8 @@ type Client struct {
 	http   *http.Client
 	tokens TokenSource
 
-	mu       sync.Mutex
-	rng      *rand.Rand
-	requests int
+	mu  sync.Mutex
+	rng *rand.Rand
 }
 
 // NewClient returns a client for the REST root base (e.g.
@@ -144,13 +143,6 @@ func (c *Client) Seed(s uint64) {
 	c.mu.Lock()
 	c.rng = rand.New(rand.NewPCG(s, 1))
 	c.mu.Unlock()
-}
-
-// Requests returns how many HTTP requests the client sent.
-func (c *Client) Requests() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.requests
 }
 
 func (c *Client) clock() Clock {
@@ -170,6 +162,14 @@ func (c *Client) log() *slog.Logger {
 func (c *Client) jitter(d time.Duration, spread float64) time.Duration {
 	c.mu.Lock()
 	f := 1 - spread + 2*spread*c.rng.Float64()
+	c.mu.Unlock()
+	return time.Duration(float64(d) * f)
+}
+
+// stretch lengthens d by a random share of up to spread.
+func (c *Client) stretch(d time.Duration, spread float64) time.Duration {
+	c.mu.Lock()
+	f := 1 + spread*c.rng.Float64()
 	c.mu.Unlock()
 	return time.Duration(float64(d) * f)
 }
@@ -209,9 +209,6 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, deadl
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		c.mu.Lock()
-		c.requests++
-		c.mu.Unlock()
 		res, err := c.http.Do(req)
 		if c.Observe != nil {
 			status := 0
@@ -255,13 +252,14 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, deadl
 			}
 			if attempt >= 8 || !c.clock().Now().Add(wait).Before(deadline) {
 				if err != nil {
-					return nil, &hintError{fmt.Errorf("%s %s: %w", method, path, err), "could not reach Power BI: check network access to the API host, proxies and the CA bundle"}
+					return nil, pbirefresh.WithHint(fmt.Errorf("%s %s: %w", method, path, err), "could not reach Power BI: check network access to the API host, proxies and the CA bundle")
 				}
 				return nil, apiError(method, path, r)
 			}
 			c.log().Warn("transient error, retrying", "method", method, "path", path, "error", what, "attempt", attempt, "wait", wait)
 		case r.status == http.StatusUnauthorized && !renewed:
-			// An expired or revoked token: renew once (style guide §5).
+			// An expired or revoked token: renew it once; a second 401 is an
+			// answer (the app is not authorised), not a token problem.
 			renewed = true
 			c.tokens.Invalidate()
 			c.log().Info("token refused, renewing", "path", path)
@@ -349,7 +347,7 @@ func (c *Client) start(ctx context.Context, ds Dataset, opts Options, deadline t
 				return Refresh{Dataset: ds, ID: found, Enhanced: opts.Enhanced, Posted: posted}, nil
 			}
 			if attempt >= 5 || !c.clock().Now().Before(deadline) {
-				return Refresh{}, &hintError{err, "Power BI did not accept the refresh request; it is usually a passing fault: try again later"}
+				return Refresh{}, pbirefresh.WithHint(err, "Power BI did not accept the refresh request; it is usually a passing fault: try again later")
 			}
 			continue
 		}
@@ -361,14 +359,17 @@ func (c *Client) start(ctx context.Context, ds Dataset, opts Options, deadline t
 		}
 		id := refreshID(r.header)
 		if id == "" {
-			return Refresh{}, &hintError{fmt.Errorf("POST %s: %d without a refresh id in x-ms-request-id, Location or RequestId", path, r.status), "the API answered without a refresh id; report it with the response's RequestId"}
+			return Refresh{}, pbirefresh.WithHint(fmt.Errorf("POST %s: %d without a refresh id in x-ms-request-id, Location or RequestId", path, r.status), "the API answered without a refresh id; report it with the response's RequestId")
 		}
 		return Refresh{Dataset: ds, ID: id, Enhanced: opts.Enhanced, Posted: posted}, nil
 	}
 }
 
 // refreshID picks the id: x-ms-request-id, Location's last segment,
-// RequestId (contract §4.1).
+// RequestId. Enhanced refreshes answer with x-ms-request-id and a Location
+// ending in the refresh id; classic ones only with RequestId, which is the
+// requestId their history entry carries (docs/powerbi.md, "Starting a
+// refresh"; https://learn.microsoft.com/power-bi/connect-data/asynchronous-refresh).
 func refreshID(h http.Header) string {
 	if id := strings.TrimSpace(h.Get("x-ms-request-id")); id != "" {
 		return id
@@ -484,7 +485,8 @@ func (c *Client) History(ctx context.Context, ds Dataset, top int, deadline time
 }
 
 // parseTime reads the service's timestamps, with or without Z and with any
-// number of fractional digits (contract §2).
+// number of fractional digits: history entries end in Z with 3 to 7
+// digits, Microsoft's examples for the details endpoint omit the Z.
 func parseTime(s string) time.Time {
 	if s == "" {
 		return time.Time{}
@@ -497,34 +499,12 @@ func parseTime(s string) time.Time {
 	return time.Time{}
 }
 
-// Outcome is the end of a run.
-type Outcome string
-
-// Outcomes. Completed is the only success; Failed, Cancelled, Disabled,
-// TimedOut and Lost are distinct failures of the refresh; Skipped is a run
-// that did not start by policy; QuotaExceeded and Error mean it could not
-// be started (or followed).
-const (
-	Running   Outcome = "running"
-	Completed Outcome = "completed"
-	Failed    Outcome = "failed"
-	Cancelled Outcome = "cancelled"
-	Disabled  Outcome = "disabled"
-	TimedOut  Outcome = "timed_out"
-	Lost      Outcome = "lost"
-	Skipped   Outcome = "skipped"
-	// QuotaExceeded: shared capacity's 8 refreshes a day are used up; the
-	// refresh was not started.
-	QuotaExceeded Outcome = "quota_exceeded"
-	Error         Outcome = "error"
-)
-
 // Status is one observation of a refresh.
 type Status struct {
 	Found            bool   // false while the refresh is not (yet) visible
 	State            string // status as the service wrote it
 	Extended         string // extendedStatus, if any
-	Outcome          Outcome
+	Outcome          pbirefresh.Status
 	Start, End       time.Time
 	ServiceException string
 	Messages         []string
@@ -532,33 +512,34 @@ type Status struct {
 }
 
 // Terminal reports whether the refresh has ended.
-func (s Status) Terminal() bool { return s.Found && s.Outcome != Running }
+func (s Status) Terminal() bool { return s.Found && s.Outcome != pbirefresh.Running }
 
 // Succeeded reports whether it ended Completed.
-func (s Status) Succeeded() bool { return s.Found && s.Outcome == Completed }
+func (s Status) Succeeded() bool { return s.Found && s.Outcome == pbirefresh.Completed }
 
 // outcomeOf maps the service's words, case-insensitively; an unknown
-// value keeps the run going (style guide §5).
-func outcomeOf(status, extended string) (Outcome, bool) {
+// value keeps the run going until its deadline rather than ending it on a
+// word we do not know.
+func outcomeOf(status, extended string) (pbirefresh.Status, bool) {
 	switch strings.ToLower(extended) {
 	case "timedout":
-		return TimedOut, true
+		return pbirefresh.TimedOut, true
 	case "cancelled", "canceled":
-		return Cancelled, true
+		return pbirefresh.Cancelled, true
 	}
 	switch strings.ToLower(status) {
 	case "completed":
-		return Completed, true
+		return pbirefresh.Completed, true
 	case "failed":
-		return Failed, true
+		return pbirefresh.Failed, true
 	case "cancelled", "canceled":
-		return Cancelled, true
+		return pbirefresh.Cancelled, true
 	case "disabled":
-		return Disabled, true
+		return pbirefresh.Disabled, true
 	case "unknown", "notstarted", "inprogress", "":
-		return Running, true
+		return pbirefresh.Running, true
 	}
-	return Running, false
+	return pbirefresh.Running, false
 }
 
 // Status observes a refresh: the details endpoint for enhanced refreshes
@@ -604,7 +585,7 @@ func (c *Client) Status(ctx context.Context, rf Refresh, deadline time.Time) (St
 		}
 		// 202 means running, whatever the body says.
 		if r.status == http.StatusAccepted {
-			st.Outcome = Running
+			st.Outcome = pbirefresh.Running
 		}
 		for _, m := range d.Messages {
 			st.Messages = append(st.Messages, strings.TrimSpace(m.Code+" "+m.Message))
@@ -657,20 +638,16 @@ func (c *Client) Cancel(ctx context.Context, rf Refresh, deadline time.Time) err
 	return apiError(http.MethodDelete, path, r)
 }
 
-// expected estimates a dataset's refresh duration from the completed
-// refreshes in its recent history: the median, and the fastest.
-func expected(entries []HistoryEntry) (median, fastest time.Duration) {
+// completedDurations lists how long the completed refreshes in a history
+// ran.
+func completedDurations(entries []HistoryEntry) []time.Duration {
 	var ds []time.Duration
 	for _, e := range entries {
 		if strings.EqualFold(e.Status, "Completed") && !e.End.IsZero() && e.End.After(e.Start) {
 			ds = append(ds, e.End.Sub(e.Start))
 		}
 	}
-	if len(ds) == 0 {
-		return 0, 0
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[len(ds)/2], ds[0]
+	return ds
 }
 
 // CheckWorkspace confirms the caller can see a workspace.
@@ -701,7 +678,7 @@ func (c *Client) CheckDataset(ctx context.Context, ds Dataset, deadline time.Tim
 		IsRefreshable *bool `json:"isRefreshable"`
 	}
 	if json.Unmarshal(r.body, &d) == nil && d.IsRefreshable != nil && !*d.IsRefreshable {
-		return &hintError{fmt.Errorf("dataset %s is not refreshable", ds.DatasetID), "DirectQuery and live-connection models have nothing to refresh; remove the job"}
+		return pbirefresh.WithHint(fmt.Errorf("dataset %s is not refreshable", ds.DatasetID), "DirectQuery and live-connection models have nothing to refresh; remove the job")
 	}
 	return nil
 }

@@ -50,8 +50,10 @@ func (e *APIError) Hint() string { return e.hint }
 // Unwrap lets errors.Is find ErrBusy, ErrQuota, ErrThrottled.
 func (e *APIError) Unwrap() error { return e.sentinel }
 
-// classify sets the hint and sentinel from the status and code (contract
-// §3, §6; style guide §6).
+// classify sets the hint and sentinel from the status and code. A running
+// refresh makes a POST fail with 400 "Another refresh request is already
+// executing" (409 in the 2021 preview docs); the shared-capacity limit of 8
+// a day with 400 "... exceeded limit"; see docs/powerbi.md, "Errors".
 func (e *APIError) classify() {
 	msg := strings.ToLower(e.Message)
 	switch {

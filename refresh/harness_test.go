@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/pbirefresh/pbirefresh"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -158,7 +159,7 @@ func (h *harness) credential(clientID, ref string) *refresh.Credential {
 }
 
 func jobPolicy(timeout time.Duration) refresh.Policy {
-	return refresh.Policy{Timeout: timeout, OnTimeout: "cancel", WhenBusy: "wait", MinInterval: 5 * time.Second, MaxInterval: 2 * time.Minute}
+	return refresh.Policy{Timeout: timeout, OnTimeout: pbirefresh.TimeoutCancel, WhenBusy: pbirefresh.BusyWait, MinInterval: 5 * time.Second, MaxInterval: 2 * time.Minute}
 }
 
 func enhanced() refresh.Options { return refresh.Options{Enhanced: true, Type: "Full"} }

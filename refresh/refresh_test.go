@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/pbirefresh/pbirefresh"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -27,11 +28,11 @@ func TestClassicAndEnhanced(t *testing.T) {
 	ctx := context.Background()
 	res := h.client.Run(ctx, ds(salesWS, salesDS), refresh.Options{Enhanced: true, Type: "Full", RetryCount: ptr(1),
 		Objects: []refresh.Object{{Table: "Sales", Partition: "Sales-2026"}}}, jobPolicy(time.Hour), nil)
-	if res.Outcome != refresh.Completed || res.RefreshID == "" || res.Polls == 0 {
+	if res.Outcome != pbirefresh.Completed || res.RefreshID == "" || res.Polls == 0 {
 		t.Fatalf("enhanced: %+v", res)
 	}
 	res2 := h.client.Run(ctx, ds(teamWS, teamDS), refresh.Options{NotifyOption: "NoNotification"}, jobPolicy(time.Hour), nil)
-	if res2.Outcome != refresh.Completed {
+	if res2.Outcome != pbirefresh.Completed {
 		t.Fatalf("classic: %+v", res2)
 	}
 	posts := h.requests("refresh.post")
@@ -65,22 +66,22 @@ func TestOutcomes(t *testing.T) {
 		name    string
 		ds      string
 		opts    refresh.Options
-		want    refresh.Outcome
+		want    pbirefresh.Status
 		hintHas string
 	}{
-		{"failed", financeDS, enhanced(), refresh.Failed, "credentials"},
-		{"retries exhausted", inventoryDS, refresh.Options{Enhanced: true, RetryCount: ptr(0)}, refresh.Failed, ""},
-		{"retry recovers", inventoryDS, refresh.Options{Enhanced: true, RetryCount: ptr(1)}, refresh.Completed, ""},
-		{"service timeout", salesDS, refresh.Options{Enhanced: true, Timeout: "00:00:01"}, refresh.TimedOut, "timeout"},
-		{"disabled", archiveDS, enhanced(), refresh.Disabled, "disabled"},
-		{"classic failed", financeDS, refresh.Options{}, refresh.Failed, "credentials"},
+		{"failed", financeDS, enhanced(), pbirefresh.Failed, "credentials"},
+		{"retries exhausted", inventoryDS, refresh.Options{Enhanced: true, RetryCount: ptr(0)}, pbirefresh.Failed, ""},
+		{"retry recovers", inventoryDS, refresh.Options{Enhanced: true, RetryCount: ptr(1)}, pbirefresh.Completed, ""},
+		{"service timeout", salesDS, refresh.Options{Enhanced: true, Timeout: "00:00:01"}, pbirefresh.TimedOut, "timeout"},
+		{"disabled", archiveDS, enhanced(), pbirefresh.Disabled, "disabled"},
+		{"classic failed", financeDS, refresh.Options{}, pbirefresh.Failed, "credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := h.client.Run(ctx, ds(salesWS, tc.ds), tc.opts, jobPolicy(time.Hour), nil)
 			if res.Outcome != tc.want {
 				t.Fatalf("outcome %s, want %s: %+v", res.Outcome, tc.want, res)
 			}
-			if tc.want != refresh.Completed && (res.Err == nil || !strings.Contains(strings.ToLower(res.Hint), tc.hintHas)) {
+			if tc.want != pbirefresh.Completed && (res.Err == nil || !strings.Contains(strings.ToLower(res.Hint), tc.hintHas)) {
 				t.Fatalf("error %v hint %q, want a hint about %q", res.Err, res.Hint, tc.hintHas)
 			}
 			if tc.ds == financeDS && !strings.Contains(res.ServiceException, "ModelRefreshFailed_CredentialsNotSpecified") {
@@ -106,7 +107,7 @@ func TestCancelledBySomeoneElse(t *testing.T) {
 			}
 		}
 	})
-	if res.Outcome != refresh.Cancelled || res.Err == nil {
+	if res.Outcome != pbirefresh.Cancelled || res.Err == nil {
 		t.Fatalf("a refresh cancelled by someone else must not look like success: %+v", res)
 	}
 	if n := len(h.requests("refresh.cancel")); n != 1 {
@@ -119,7 +120,7 @@ func TestThreeHourRefreshWithOneHourTokens(t *testing.T) {
 		sc.Workspaces[0].Datasets[0].Behaviour.Duration = emulator.DurationDist{Min: emulator.Duration(3 * time.Hour), Max: emulator.Duration(3 * time.Hour)}
 	})
 	res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(4*time.Hour), nil)
-	if res.Outcome != refresh.Completed {
+	if res.Outcome != pbirefresh.Completed {
 		t.Fatalf("%+v", res)
 	}
 	if n := h.cred.Tokens(); n < 3 || n > 5 {
@@ -149,7 +150,7 @@ func TestSecretRotatedMidRun(t *testing.T) {
 			h.emu.SetAppSecrets(appID, emulator.Secret{Value: "rotated-secret-value"})
 		}
 	})
-	if res.Outcome != refresh.Completed || !rotated {
+	if res.Outcome != pbirefresh.Completed || !rotated {
 		t.Fatalf("rotated=%v %+v", rotated, res)
 	}
 	ref := h.emu.VaultURL() + "/secrets/pbi-secret"
@@ -172,7 +173,7 @@ func TestHistoryLagAndLost(t *testing.T) {
 		h := setup(t, func(sc *emulator.Scenario) { sc.Settings.HistoryDelay = emulator.Duration(40 * time.Second) })
 		for _, opts := range []refresh.Options{{}, enhanced()} {
 			res := h.client.Run(context.Background(), ds(salesWS, salesDS), opts, jobPolicy(time.Hour), nil)
-			if res.Outcome != refresh.Completed {
+			if res.Outcome != pbirefresh.Completed {
 				t.Fatalf("enhanced=%v: %+v", opts.Enhanced, res)
 			}
 		}
@@ -182,13 +183,13 @@ func TestHistoryLagAndLost(t *testing.T) {
 			sc.Workspaces[0].Datasets[0].Behaviour.DropBurst = &emulator.Burst{Limit: 1, Window: emulator.Duration(time.Hour)}
 		})
 		first := h.client.Run(context.Background(), ds(salesWS, salesDS), refresh.Options{}, jobPolicy(time.Hour), nil)
-		if first.Outcome != refresh.Completed {
+		if first.Outcome != pbirefresh.Completed {
 			t.Fatalf("first: %+v", first)
 		}
 		for _, opts := range []refresh.Options{{}, enhanced()} {
 			began := h.clock.Now()
 			res := h.client.Run(context.Background(), ds(salesWS, salesDS), opts, jobPolicy(time.Hour), nil)
-			if res.Outcome != refresh.Lost || res.Hint == "" {
+			if res.Outcome != pbirefresh.Lost || res.Hint == "" {
 				t.Fatalf("enhanced=%v: %+v", opts.Enhanced, res)
 			}
 			if el := h.clock.Now().Sub(began); el > 3*time.Minute {
@@ -209,7 +210,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	fast := jobPolicy(2 * time.Hour)
 	fast.MaxInterval = 10 * time.Second // poll faster than the limit allows
 	res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), fast, nil)
-	if res.Outcome != refresh.Completed {
+	if res.Outcome != pbirefresh.Completed {
 		t.Fatalf("%+v", res)
 	}
 	var notBefore time.Time
@@ -233,7 +234,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	// Throttled past the deadline: could not follow (an error, not success).
 	h.emu.Storm(10 * time.Hour)
 	res = h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(30*time.Minute), nil)
-	if res.Outcome != refresh.Error || !errors.Is(res.Err, refresh.ErrThrottled) || res.Hint == "" {
+	if res.Outcome != pbirefresh.Error || !errors.Is(res.Err, refresh.ErrThrottled) || res.Hint == "" {
 		t.Fatalf("throttled past the deadline: %+v", res)
 	}
 }
@@ -243,7 +244,7 @@ func TestTransientFaults(t *testing.T) {
 		h := setup(t, nil)
 		h.emu.SetFaults(emulator.Fault{Endpoint: "refresh.details", Status: 503, Count: 4}, emulator.Fault{Endpoint: "refresh.history", Status: 500, Count: 2})
 		res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
-		if res.Outcome != refresh.Completed {
+		if res.Outcome != pbirefresh.Completed {
 			t.Fatalf("%+v", res)
 		}
 	})
@@ -256,7 +257,7 @@ func TestTransientFaults(t *testing.T) {
 			h := setup(t, nil)
 			h.emu.SetFaults(f)
 			res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
-			if res.Outcome != refresh.Completed {
+			if res.Outcome != pbirefresh.Completed {
 				t.Fatalf("%+v", res)
 			}
 			// Exactly one refresh was started, whatever the fault.
@@ -285,10 +286,10 @@ func describe(f emulator.Fault) string {
 
 func TestBusy(t *testing.T) {
 	for _, tc := range []struct {
-		whenBusy string
-		want     refresh.Outcome
-	}{{"wait", refresh.Completed}, {"skip", refresh.Skipped}, {"fail", refresh.Error}} {
-		t.Run(tc.whenBusy, func(t *testing.T) {
+		whenBusy pbirefresh.WhenBusy
+		want     pbirefresh.Status
+	}{{pbirefresh.BusyWait, pbirefresh.Completed}, {pbirefresh.BusySkip, pbirefresh.Skipped}, {pbirefresh.BusyFail, pbirefresh.Error}} {
+		t.Run(string(tc.whenBusy), func(t *testing.T) {
 			h := setup(t, nil)
 			foreign, err := h.emu.StartExternalRefresh(salesDS, "Scheduled", 20*time.Minute)
 			if err != nil {
@@ -300,10 +301,10 @@ func TestBusy(t *testing.T) {
 			if res.Outcome != tc.want {
 				t.Fatalf("%+v", res)
 			}
-			if tc.whenBusy == "fail" && !errors.Is(res.Err, refresh.ErrBusy) {
+			if tc.whenBusy == pbirefresh.BusyFail && !errors.Is(res.Err, refresh.ErrBusy) {
 				t.Errorf("error %v is not ErrBusy", res.Err)
 			}
-			if tc.whenBusy == "wait" {
+			if tc.whenBusy == pbirefresh.BusyWait {
 				if !strings.Contains(res.Note, foreign) || h.clock.Now().Sub(t0) < 20*time.Minute {
 					t.Errorf("did not wait for %s: %+v", foreign, res)
 				}
@@ -322,21 +323,21 @@ func TestTimeout(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name      string
-		onTimeout string
+		onTimeout pbirefresh.OnTimeout
 		opts      refresh.Options
 		deletes   int
 		status    string
 	}{
-		{"cancel our enhanced refresh", "cancel", enhanced(), 1, "Cancelled"},
-		{"leave it", "leave", enhanced(), 0, "Unknown"},
-		{"classic cannot be cancelled", "cancel", refresh.Options{}, 0, "Unknown"},
+		{"cancel our enhanced refresh", pbirefresh.TimeoutCancel, enhanced(), 1, "Cancelled"},
+		{"leave it", pbirefresh.TimeoutLeave, enhanced(), 0, "Unknown"},
+		{"classic cannot be cancelled", pbirefresh.TimeoutCancel, refresh.Options{}, 0, "Unknown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := setup(t, long)
 			p := jobPolicy(30 * time.Minute)
 			p.OnTimeout = tc.onTimeout
 			res := h.client.Run(context.Background(), ds(salesWS, salesDS), tc.opts, p, nil)
-			if res.Outcome != refresh.TimedOut || res.Note == "" {
+			if res.Outcome != pbirefresh.TimedOut || res.Note == "" {
 				t.Fatalf("%+v", res)
 			}
 			dels := h.requests("refresh.cancel")
@@ -362,7 +363,7 @@ func TestHints(t *testing.T) {
 		h := setup(t, nil)
 		res := h.client.Run(ctx, ds(restrictedWS, payrollDS), enhanced(), jobPolicy(time.Hour), nil)
 		var api *refresh.APIError
-		if res.Outcome != refresh.Error || !errors.As(res.Err, &api) || api.Status != 404 || !strings.Contains(res.Hint, "add the service principal to the workspace") {
+		if res.Outcome != pbirefresh.Error || !errors.As(res.Err, &api) || api.Status != 404 || !strings.Contains(res.Hint, "add the service principal to the workspace") {
 			t.Fatalf("%+v", res)
 		}
 	})
@@ -370,7 +371,7 @@ func TestHints(t *testing.T) {
 		h := setup(t, nil)
 		h.emu.SetTenantSwitches(tenantID, false, false)
 		res := h.client.Run(ctx, ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
-		if res.Outcome != refresh.Error || !strings.Contains(res.Hint, "Allow service principals to use Power BI APIs") {
+		if res.Outcome != pbirefresh.Error || !strings.Contains(res.Hint, "Allow service principals to use Power BI APIs") {
 			t.Fatalf("%+v", res)
 		}
 	})
@@ -379,7 +380,7 @@ func TestHints(t *testing.T) {
 		h.emu.RotateSecret("pbi-secret", "the-secret-id-not-its-value")
 		res := h.client.Run(ctx, ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
 		var ae *refresh.AuthError
-		if res.Outcome != refresh.Error || !errors.As(res.Err, &ae) || ae.Code != 7000215 || !strings.Contains(res.Hint, "not its Secret ID") {
+		if res.Outcome != pbirefresh.Error || !errors.As(res.Err, &ae) || ae.Code != 7000215 || !strings.Contains(res.Hint, "not its Secret ID") {
 			t.Fatalf("%+v", res)
 		}
 	})
@@ -387,26 +388,26 @@ func TestHints(t *testing.T) {
 		h := setup(t, nil)
 		h.emu.SetVaultAccess() // nobody holds Key Vault Secrets User
 		res := h.client.Run(ctx, ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
-		if res.Outcome != refresh.Error || !strings.Contains(res.Hint, "Key Vault Secrets User") {
+		if res.Outcome != pbirefresh.Error || !strings.Contains(res.Hint, "Key Vault Secrets User") {
 			t.Fatalf("%+v", res)
 		}
 	})
 	t.Run("shared capacity quota", func(t *testing.T) {
 		h := setup(t, nil)
 		for i := 0; i < 8; i++ {
-			if res := h.client.Run(ctx, ds(teamWS, teamDS), refresh.Options{}, jobPolicy(time.Hour), nil); res.Outcome != refresh.Completed {
+			if res := h.client.Run(ctx, ds(teamWS, teamDS), refresh.Options{}, jobPolicy(time.Hour), nil); res.Outcome != pbirefresh.Completed {
 				t.Fatalf("refresh %d: %+v", i, res)
 			}
 		}
 		res := h.client.Run(ctx, ds(teamWS, teamDS), refresh.Options{}, jobPolicy(time.Hour), nil)
-		if res.Outcome != refresh.QuotaExceeded || !errors.Is(res.Err, refresh.ErrQuota) || !strings.Contains(res.Hint, "8 refreshes a day") {
+		if res.Outcome != pbirefresh.QuotaExceeded || !errors.Is(res.Err, refresh.ErrQuota) || !strings.Contains(res.Hint, "8 refreshes a day") {
 			t.Fatalf("%+v", res)
 		}
 	})
 	t.Run("enhanced on shared capacity", func(t *testing.T) {
 		h := setup(t, nil)
 		res := h.client.Run(ctx, ds(teamWS, teamDS), enhanced(), jobPolicy(time.Hour), nil)
-		if res.Outcome != refresh.Error || !strings.Contains(res.Hint, "Premium") {
+		if res.Outcome != pbirefresh.Error || !strings.Contains(res.Hint, "Premium") {
 			t.Fatalf("%+v", res)
 		}
 	})
@@ -430,7 +431,7 @@ func TestCertificateAndPasswordCredentials(t *testing.T) {
 	cert.Clock = h.clock
 	c := refresh.NewClient(h.emu.PowerBIURL(), h.hc, cert)
 	c.Clock = h.clock
-	if res := c.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil); res.Outcome != refresh.Completed {
+	if res := c.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil); res.Outcome != pbirefresh.Completed {
 		t.Fatalf("certificate: %+v", res)
 	}
 	missing := refresh.NewCertificateCredential("cert", tenantID, appID, file+".missing", auth, h.hc)
@@ -446,7 +447,7 @@ func TestCertificateAndPasswordCredentials(t *testing.T) {
 	user.Clock, user.Logger = h.clock, slog.New(slog.NewTextHandler(h.logs, nil))
 	c = refresh.NewClient(h.emu.PowerBIURL(), h.hc, user)
 	c.Clock = h.clock
-	if res := c.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil); res.Outcome != refresh.Completed {
+	if res := c.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil); res.Outcome != pbirefresh.Completed {
 		t.Fatalf("password flow: %+v", res)
 	}
 	if n := strings.Count(h.logs.String(), "the password flow is legacy"); n != 1 {

@@ -1,6 +1,10 @@
 package refresh
 
 import (
+	"encoding/json"
+	"github.com/pbirefresh/pbirefresh"
+	"log/slog"
+
 	"context"
 	"errors"
 	"fmt"
@@ -12,12 +16,12 @@ import (
 type Policy struct {
 	// Timeout is the client-side deadline, from the start of Run.
 	Timeout time.Duration
-	// OnTimeout: "cancel" DELETEs our own enhanced refresh; "leave" lets
-	// it run. Classic refreshes cannot be cancelled and are left.
-	OnTimeout string
-	// WhenBusy: "wait" follows the other refresh to its end (never
-	// cancelling it) and then starts ours; "skip"; "fail".
-	WhenBusy string
+	// OnTimeout: cancel DELETEs our own enhanced refresh; leave lets it
+	// run. Classic refreshes cannot be cancelled and are left.
+	OnTimeout pbirefresh.OnTimeout
+	// WhenBusy: wait follows the other refresh to its end (never
+	// cancelling it) and then starts ours; skip; fail.
+	WhenBusy pbirefresh.WhenBusy
 	// MinInterval and MaxInterval bound the adaptive polling.
 	MinInterval, MaxInterval time.Duration
 	// Poller replaces the adaptive poller (benchmarks compare policies).
@@ -30,40 +34,77 @@ type Policy struct {
 	// Claimed reports whether a refresh id already belongs to another run;
 	// settling an unanswered POST never adopts such a refresh.
 	Claimed func(refreshID string) bool
+	// Logger, if set, receives this run's events (the daemon adds the job
+	// and slot); default: the client's.
+	Logger *slog.Logger
+	// Durations are how long this dataset's recent refreshes ran, from the
+	// caller's own records. When there are some, they guide polling and
+	// the dataset's history is not read before the POST.
+	Durations []time.Duration
 }
 
 // Result is how a run ended.
 type Result struct {
-	RefreshID        string    `json:"refresh_id,omitempty"`
-	Outcome          Outcome   `json:"status"`
-	Start            time.Time `json:"start"`
-	End              time.Time `json:"end"`
-	ServiceStart     time.Time `json:"service_start,omitzero"`
-	ServiceEnd       time.Time `json:"service_end,omitzero"`
-	Polls            int       `json:"polls"`
-	Attempts         int       `json:"attempts,omitempty"`
-	ServiceException string    `json:"service_exception,omitempty"`
-	Messages         []string  `json:"messages,omitempty"`
-	Note             string    `json:"note,omitempty"`
-	Err              error     `json:"-"`
-	Error            string    `json:"error,omitempty"`
-	Hint             string    `json:"hint,omitempty"`
+	RefreshID        string            `json:"refresh_id,omitempty"`
+	Outcome          pbirefresh.Status `json:"status"`
+	Start            time.Time         `json:"start"`
+	End              time.Time         `json:"end"`
+	ServiceStart     time.Time         `json:"service_start,omitzero"`
+	ServiceEnd       time.Time         `json:"service_end,omitzero"`
+	Polls            int               `json:"polls"`
+	Attempts         int               `json:"attempts,omitempty"`
+	ServiceException string            `json:"service_exception,omitempty"`
+	Messages         []string          `json:"messages,omitempty"`
+	Note             string            `json:"note,omitempty"`
+	Err              error             `json:"-"`
+	Error            string            `json:"error,omitempty"`
+	// Code is the service's error code: Power BI's error.code, the
+	// refresh's serviceExceptionJson errorCode, or AADSTS<n>.
+	Code string `json:"code,omitempty"`
+	Hint string `json:"hint,omitempty"`
 }
 
 // Progress is called after every poll (for a live status line).
 type Progress func(rf Refresh, st Status, polls int)
 
-type hinter interface{ Hint() string }
+func (p Policy) logger(c *Client) *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return c.log()
+}
 
-func (r *Result) fail(o Outcome, err error) {
+func (r *Result) fail(o pbirefresh.Status, err error) {
 	r.Outcome, r.Err = o, err
 	if err != nil {
 		r.Error = err.Error()
-		var h hinter
-		if errors.As(err, &h) {
-			r.Hint = h.Hint()
-		}
+		r.Hint = pbirefresh.Hint(err)
+		r.Code = codeOf(err)
 	}
+}
+
+// codeOf finds the service's error code in err.
+func codeOf(err error) string {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Code
+	}
+	var au *AuthError
+	if errors.As(err, &au) && au.Code != 0 {
+		return fmt.Sprintf("AADSTS%d", au.Code)
+	}
+	return ""
+}
+
+// exceptionCode reads errorCode from a serviceExceptionJson.
+func exceptionCode(j string) string {
+	var v struct {
+		ErrorCode string `json:"errorCode"`
+	}
+	if json.Unmarshal([]byte(j), &v) == nil {
+		return v.ErrorCode
+	}
+	return ""
 }
 
 // Run starts one refresh of ds and follows it to its true end under the
@@ -72,72 +113,97 @@ func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, pr
 	clk := c.clock()
 	res.Start = clk.Now()
 	deadline := res.Start.Add(p.Timeout)
-	defer func() { res.End = clk.Now() }()
-	log := c.log().With("workspace_id", ds.WorkspaceID, "dataset_id", ds.DatasetID)
+	log := p.logger(c).With("workspace_id", ds.WorkspaceID, "dataset_id", ds.DatasetID)
+	defer func() {
+		res.End = clk.Now()
+		logEnd(ctx, log, &res)
+	}()
 
-	// Recent history guides the polling and shows whether someone else's
-	// refresh is running.
-	hist, err := c.History(ctx, ds, 10, deadline)
-	if err != nil {
-		res.fail(Error, err)
-		return res
+	// Recent durations guide the polling: the caller's own records, or,
+	// without them, the dataset's history.
+	durs := p.Durations
+	if len(durs) == 0 {
+		hist, err := c.History(ctx, ds, 10, deadline)
+		if err != nil {
+			res.fail(pbirefresh.Error, err)
+			return res
+		}
+		durs = completedDurations(hist)
 	}
-	exp, fastest := expected(hist)
+	exp := newExpectation(durs)
 
 	var rf Refresh
+	var err error
 	for {
 		rf, err = c.start(ctx, ds, opts, deadline, p)
 		if err == nil {
 			break
 		}
 		if errors.Is(err, ErrQuota) {
-			res.fail(QuotaExceeded, err)
+			res.fail(pbirefresh.QuotaExceeded, err)
 			return res
 		}
 		if !errors.Is(err, ErrBusy) {
-			res.fail(Error, err)
+			res.fail(pbirefresh.Error, err)
 			return res
 		}
 		switch p.WhenBusy {
-		case "skip":
-			log.Info("refresh skipped: another refresh is running")
-			res.Outcome, res.Note = Skipped, "another refresh of the dataset was running"
+		case pbirefresh.BusySkip:
+			res.Outcome, res.Note = pbirefresh.Skipped, "another refresh of the dataset was running"
 			return res
-		case "fail":
-			res.fail(Error, err)
+		case pbirefresh.BusyFail:
+			res.fail(pbirefresh.Error, err)
 			return res
 		}
 		log.Info("another refresh is running; waiting for it to end")
 		if werr := c.waitForeign(ctx, ds, p, deadline, &res); werr != nil {
 			if errors.Is(werr, errDeadline) {
-				res.Outcome, res.Note = TimedOut, "the deadline passed while another refresh of the dataset was running; nothing was started"
+				res.Outcome, res.Note = pbirefresh.TimedOut, "the deadline passed while another refresh of the dataset was running; nothing was started"
 				return res
 			}
-			res.fail(Error, werr)
+			res.fail(pbirefresh.Error, werr)
 			return res
 		}
 	}
 	res.RefreshID = rf.ID
-	log = log.With("refresh_id", rf.ID)
-	log.Info("refresh started", "enhanced", rf.Enhanced, "expected", exp)
+	log.Info("refresh started", "refresh_id", rf.ID, "enhanced", rf.Enhanced, "expected", exp.Expected)
 	if p.Started != nil {
 		p.Started(rf)
 	}
 
 	poller := p.Poller
 	if poller == nil {
-		poller = Adaptive{Min: p.MinInterval, Max: p.MaxInterval, Expected: exp, Fastest: fastest}
+		poller = exp.poller(p)
 	}
 	c.follow(ctx, rf, poller, p, deadline, &res, progress)
-	switch {
-	case res.Outcome == Completed:
-		log.Info("refresh completed", "polls", res.Polls, "elapsed", clk.Now().Sub(res.Start))
-	case ctx.Err() != nil:
-		log.Info("stopped following; the refresh keeps running in Power BI", "polls", res.Polls)
-	default:
-		log.Warn("refresh ended unsuccessfully", "status", res.Outcome, "polls", res.Polls, "elapsed", clk.Now().Sub(res.Start), "note", res.Note, "error", res.Error)
-	}
 	return res
+}
+
+// logEnd writes the one event that ends every run, with what an operator
+// needs to act on it: the outcome, the service's code and message, and
+// the hint.
+func logEnd(ctx context.Context, log *slog.Logger, res *Result) {
+	attrs := []any{"status", res.Outcome, "polls", res.Polls, "elapsed", res.End.Sub(res.Start).Round(time.Millisecond)}
+	if res.RefreshID != "" {
+		attrs = append(attrs, "refresh_id", res.RefreshID)
+	}
+	for _, kv := range [][2]string{{"note", res.Note}, {"code", res.Code}, {"error", res.Error}, {"hint", res.Hint}} {
+		if kv[1] != "" {
+			attrs = append(attrs, kv[0], kv[1])
+		}
+	}
+	switch {
+	case res.Outcome == pbirefresh.Completed:
+		log.Info("refresh completed", attrs...)
+	case res.Outcome == pbirefresh.Skipped:
+		log.Info("refresh skipped", attrs...)
+	case ctx.Err() != nil && res.Outcome == pbirefresh.Error:
+		log.Info("stopped following; the refresh keeps running in Power BI", attrs...)
+	case res.RefreshID == "":
+		log.Warn("refresh not started", attrs...)
+	default:
+		log.Warn("refresh ended unsuccessfully", attrs...)
+	}
 }
 
 var errDeadline = errors.New("deadline passed")
@@ -147,23 +213,30 @@ var errDeadline = errors.New("deadline passed")
 func (c *Client) Follow(ctx context.Context, rf Refresh, p Policy) (res Result) {
 	clk := c.clock()
 	res.Start, res.RefreshID = rf.Posted, rf.ID
-	defer func() { res.End = clk.Now() }()
+	log := p.logger(c).With("workspace_id", rf.Dataset.WorkspaceID, "dataset_id", rf.Dataset.DatasetID)
+	defer func() {
+		res.End = clk.Now()
+		logEnd(ctx, log, &res)
+	}()
 	deadline := rf.Posted.Add(p.Timeout)
 	histDeadline := deadline
 	if soon := clk.Now().Add(time.Minute); histDeadline.Before(soon) {
 		histDeadline = soon
 	}
-	hist, err := c.History(ctx, rf.Dataset, 10, histDeadline)
-	if err != nil {
-		res.fail(Error, err)
-		return res
+	durs := p.Durations
+	if len(durs) == 0 {
+		hist, err := c.History(ctx, rf.Dataset, 10, histDeadline)
+		if err != nil {
+			res.fail(pbirefresh.Error, err)
+			return res
+		}
+		durs = completedDurations(hist)
 	}
-	exp, fastest := expected(hist)
 	poller := p.Poller
 	if poller == nil {
-		poller = Adaptive{Min: p.MinInterval, Max: p.MaxInterval, Expected: exp, Fastest: fastest}
+		poller = newExpectation(durs).poller(p)
 	}
-	c.log().Info("reattached to refresh", "dataset_id", rf.Dataset.DatasetID, "refresh_id", rf.ID, "posted", rf.Posted)
+	log.Info("reattached to refresh", "refresh_id", rf.ID, "posted", rf.Posted)
 	c.follow(ctx, rf, poller, p, deadline, &res, nil)
 	return res
 }
@@ -182,7 +255,9 @@ func (c *Client) follow(ctx context.Context, rf Refresh, poller Poller, p Policy
 	var seen bool
 	for {
 		now := clk.Now()
-		wait := c.jitter(poller.Next(now.Sub(rf.Posted), res.Polls), 0.1)
+		// Jitter only lengthens a wait (by up to 10%): the poller's bounds
+		// (the lag within 2%, never denser than 5 s without history) hold.
+		wait := c.stretch(poller.Next(now.Sub(rf.Posted), res.Polls), 0.1)
 		if p.Poller != nil {
 			wait = poller.Next(now.Sub(rf.Posted), res.Polls) // comparisons run without jitter
 		}
@@ -190,7 +265,7 @@ func (c *Client) follow(ctx context.Context, rf Refresh, poller Poller, p Policy
 			wait = deadline.Sub(now) // one last look at the deadline
 		}
 		if err := clk.Sleep(ctx, wait); err != nil {
-			res.fail(Error, fmt.Errorf("stopped following refresh %s: %w", rf.ID, err))
+			res.fail(pbirefresh.Error, fmt.Errorf("stopped following refresh %s: %w", rf.ID, err))
 			res.Note = "the refresh keeps running in Power BI"
 			return
 		}
@@ -202,7 +277,7 @@ func (c *Client) follow(ctx context.Context, rf Refresh, poller Poller, p Policy
 				res.Note += "; throttled until the deadline"
 				return
 			}
-			res.fail(Error, err)
+			res.fail(pbirefresh.Error, err)
 			return
 		}
 		if progress != nil {
@@ -211,22 +286,23 @@ func (c *Client) follow(ctx context.Context, rf Refresh, poller Poller, p Policy
 		if !st.Found {
 			// Not visible yet (history lag), or never started (dropped).
 			if !seen && clk.Now().Sub(rf.Posted) >= c.graceFor(p) {
-				res.fail(Lost, fmt.Errorf("refresh %s never appeared in the dataset's history or details within %s", rf.ID, c.graceFor(p)))
+				res.fail(pbirefresh.Lost, fmt.Errorf("refresh %s never appeared in the dataset's history or details within %s", rf.ID, c.graceFor(p)))
 				res.Hint = "Power BI accepted the request but did not run it (it drops requests that arrive in bursts); the next run will try again"
 				return
 			}
 			if seen {
-				res.fail(Lost, fmt.Errorf("refresh %s disappeared from the dataset's history", rf.ID))
+				res.fail(pbirefresh.Lost, fmt.Errorf("refresh %s disappeared from the dataset's history", rf.ID))
 				return
 			}
 		} else {
 			seen = true
 			res.ServiceStart, res.ServiceEnd = st.Start, st.End
 			res.Attempts, res.ServiceException, res.Messages = st.Attempts, st.ServiceException, st.Messages
+			res.Code = exceptionCode(st.ServiceException)
 		}
 		if st.Terminal() {
 			res.Outcome = st.Outcome
-			if st.Outcome != Completed {
+			if st.Outcome != pbirefresh.Completed {
 				res.Err = fmt.Errorf("refresh %s ended %s", rf.ID, st.State)
 				res.Error = res.Err.Error()
 				if st.Extended != "" && !strings.EqualFold(st.Extended, st.State) {
@@ -246,12 +322,12 @@ func (c *Client) follow(ctx context.Context, rf Refresh, poller Poller, p Policy
 // timeout ends a run at its deadline: cancel our own enhanced refresh, or
 // leave it.
 func (c *Client) timeout(ctx context.Context, rf Refresh, p Policy, res *Result) {
-	res.Outcome = TimedOut
+	res.Outcome = pbirefresh.TimedOut
 	res.Err = fmt.Errorf("refresh %s did not end within %s", rf.ID, p.Timeout)
 	res.Error = res.Err.Error()
 	res.Hint = "raise the job's timeout, or look at why the refresh takes longer than usual"
 	switch {
-	case p.OnTimeout == "cancel" && rf.Enhanced:
+	case p.OnTimeout == pbirefresh.TimeoutCancel && rf.Enhanced:
 		// A short grace for the DELETE itself, past the run's deadline.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
@@ -265,7 +341,7 @@ func (c *Client) timeout(ctx context.Context, rf Refresh, p Policy, res *Result)
 			res.Note = "cancel at the deadline failed: " + err.Error()
 		}
 		c.log().Info("refresh cancelled at the deadline", "refresh_id", rf.ID, "note", res.Note)
-	case p.OnTimeout == "cancel":
+	case p.OnTimeout == pbirefresh.TimeoutCancel:
 		res.Note = "classic refreshes cannot be cancelled; it keeps running in Power BI"
 	default:
 		res.Note = "left running in Power BI (on_timeout: leave)"
@@ -274,16 +350,16 @@ func (c *Client) timeout(ctx context.Context, rf Refresh, p Policy, res *Result)
 
 func outcomeHint(st Status) string {
 	switch st.Outcome {
-	case Failed:
+	case pbirefresh.Failed:
 		if strings.Contains(st.ServiceException, "Credentials") {
 			return "a data source's credentials are missing or invalid: update them in the dataset's settings (Data source credentials)"
 		}
 		return "see the service's error above and the dataset's refresh history in the Power BI portal"
-	case TimedOut:
+	case pbirefresh.TimedOut:
 		return "the service's per-attempt timeout passed: raise refresh.timeout or refresh fewer objects"
-	case Cancelled:
+	case pbirefresh.Cancelled:
 		return "someone or something cancelled the refresh in Power BI"
-	case Disabled:
+	case pbirefresh.Disabled:
 		return "the refresh was disabled (selective refresh); check the dataset's settings"
 	}
 	return ""
@@ -304,7 +380,7 @@ func (c *Client) waitForeign(ctx context.Context, ds Dataset, p Policy, deadline
 		}
 		running := ""
 		for _, e := range entries {
-			if o, _ := outcomeOf(e.Status, e.ExtendedStatus); o == Running && e.Start.Before(clk.Now()) {
+			if o, _ := outcomeOf(e.Status, e.ExtendedStatus); o == pbirefresh.Running && e.Start.Before(clk.Now()) {
 				running = e.RequestID
 				break
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pbirefresh/pbirefresh"
 	"log/slog"
 	"net/http"
 	"os"
@@ -262,11 +263,11 @@ func (c *Credential) clientCredential(ctx context.Context) (confidential.Credent
 	if c.certFile != "" {
 		b, err := os.ReadFile(c.certFile)
 		if err != nil {
-			return confidential.Credential{}, &sourceError{&hintError{fmt.Errorf("read certificate: %w", err), "point certificate.file at a PEM file readable by the daemon"}}
+			return confidential.Credential{}, &sourceError{pbirefresh.WithHint(fmt.Errorf("read certificate: %w", err), "point certificate.file at a PEM file readable by the daemon")}
 		}
 		certs, key, err := confidential.CertFromPEM(b, "")
 		if err != nil {
-			return confidential.Credential{}, &sourceError{&hintError{fmt.Errorf("parse certificate %s: %w", c.certFile, err), "the file must hold the certificate and its unencrypted RSA private key in PEM"}}
+			return confidential.Credential{}, &sourceError{pbirefresh.WithHint(fmt.Errorf("parse certificate %s: %w", c.certFile, err), "the file must hold the certificate and its unencrypted RSA private key in PEM")}
 		}
 		return confidential.NewCredFromCert(certs, key)
 	}
@@ -283,12 +284,3 @@ type sourceError struct{ err error }
 
 func (e *sourceError) Error() string { return e.err.Error() }
 func (e *sourceError) Unwrap() error { return e.err }
-
-type hintError struct {
-	err  error
-	hint string
-}
-
-func (e *hintError) Error() string { return e.err.Error() }
-func (e *hintError) Unwrap() error { return e.err }
-func (e *hintError) Hint() string  { return e.hint }

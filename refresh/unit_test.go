@@ -2,6 +2,7 @@ package refresh
 
 import (
 	"encoding/json"
+	"github.com/pbirefresh/pbirefresh"
 	"net/http"
 	"testing"
 	"time"
@@ -38,14 +39,14 @@ func TestParseTime(t *testing.T) {
 func TestOutcomeMapping(t *testing.T) {
 	for _, tc := range []struct {
 		status, ext string
-		want        Outcome
+		want        pbirefresh.Status
 		known       bool
 	}{
-		{"Completed", "", Completed, true}, {"completed", "Completed", Completed, true},
-		{"FAILED", "", Failed, true}, {"Failed", "TimedOut", TimedOut, true},
-		{"Cancelled", "", Cancelled, true}, {"Unknown", "Cancelled", Cancelled, true},
-		{"Disabled", "", Disabled, true}, {"Unknown", "NotStarted", Running, true},
-		{"Unknown", "InProgress", Running, true}, {"Paused", "", Running, false},
+		{"Completed", "", pbirefresh.Completed, true}, {"completed", "Completed", pbirefresh.Completed, true},
+		{"FAILED", "", pbirefresh.Failed, true}, {"Failed", "TimedOut", pbirefresh.TimedOut, true},
+		{"Cancelled", "", pbirefresh.Cancelled, true}, {"Unknown", "Cancelled", pbirefresh.Cancelled, true},
+		{"Disabled", "", pbirefresh.Disabled, true}, {"Unknown", "NotStarted", pbirefresh.Running, true},
+		{"Unknown", "InProgress", pbirefresh.Running, true}, {"Paused", "", pbirefresh.Running, false},
 	} {
 		got, known := outcomeOf(tc.status, tc.ext)
 		if got != tc.want || known != tc.known {
@@ -68,14 +69,22 @@ func TestAdaptiveStaysInBounds(t *testing.T) {
 			}
 		}
 	}
-	// With history it coasts to just before the fastest run's end, then
-	// polls densely.
-	a := Adaptive{Min: time.Second, Max: time.Hour, Expected: 1000 * time.Second, Fastest: 900 * time.Second}
-	if d := a.Next(10*time.Second, 1); d != 845*time.Second {
+	// With history it coasts to just before the shortest plausible run's
+	// end (the fastest less the spread), then polls every 1.8% of the
+	// elapsed time.
+	a := Adaptive{Min: time.Second, Max: time.Hour, Expected: 1000 * time.Second, Fastest: 900 * time.Second, Slowest: 1050 * time.Second}
+	if d := a.Next(10*time.Second, 1); d != 740*time.Second {
 		t.Errorf("coast: %s", d)
 	}
-	if d := a.Next(900*time.Second, 5); d != 20*time.Second {
+	if d := a.Next(1000*time.Second, 5); d != 18*time.Second {
 		t.Errorf("dense: %s", d)
+	}
+	// Without history: never denser than a fixed 5 s poller.
+	none := Adaptive{Min: time.Second, Max: 2 * time.Minute}
+	for e := time.Duration(0); e < time.Hour; e += time.Second {
+		if d := none.Next(e, int(e/time.Second)); d < 5*time.Second {
+			t.Fatalf("no history at %s: %s", e, d)
+		}
 	}
 }
 

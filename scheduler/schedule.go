@@ -1,24 +1,27 @@
 package scheduler
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"sort"
+	"math"
 	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/pbirefresh/pbirefresh"
 )
 
 // DST says what a wall-clock schedule does when the clock skips or repeats.
 type DST struct {
-	// Gap: "shift" (default) runs a time that falls in a spring-forward
-	// gap at the first instant after it; "skip" drops it.
-	Gap string
-	// Repeat: "first" (default) runs a repeated fall-back time once, at its
-	// first occurrence; "both" runs it twice.
-	Repeat string
+	// Gap: shift (the default, also for "") runs a time that falls in a
+	// spring-forward gap at the first instant after it; skip drops it.
+	Gap pbirefresh.DSTGap
+	// Repeat: first (the default, also for "") runs a repeated fall-back
+	// time once, at its first occurrence; both runs it twice.
+	Repeat pbirefresh.DSTRepeat
 }
 
 // Schedule is a parsed cron expression in a time zone with its DST policy.
@@ -62,17 +65,13 @@ func Parse(expr string, loc *time.Location, dst DST) (s *Schedule, err error) {
 	if up := strings.ToUpper(expr); strings.HasPrefix(up, "TZ=") || strings.HasPrefix(up, "CRON_TZ=") {
 		return nil, errors.New("a time zone prefix is not allowed in the schedule; set the job's timezone instead")
 	}
-	if dst.Gap == "" {
-		dst.Gap = "shift"
+	dst.Gap = cmp.Or(dst.Gap, pbirefresh.GapShift)
+	dst.Repeat = cmp.Or(dst.Repeat, pbirefresh.RepeatFirst)
+	if !pbirefresh.Valid(dst.Gap, pbirefresh.GapPolicies()) {
+		return nil, fmt.Errorf("dst.gap %q: use %s", dst.Gap, pbirefresh.OneOf(pbirefresh.GapPolicies()))
 	}
-	if dst.Repeat == "" {
-		dst.Repeat = "first"
-	}
-	if dst.Gap != "shift" && dst.Gap != "skip" {
-		return nil, fmt.Errorf("dst.gap %q: use shift or skip", dst.Gap)
-	}
-	if dst.Repeat != "first" && dst.Repeat != "both" {
-		return nil, fmt.Errorf("dst.repeat %q: use first or both", dst.Repeat)
+	if !pbirefresh.Valid(dst.Repeat, pbirefresh.RepeatPolicies()) {
+		return nil, fmt.Errorf("dst.repeat %q: use %s", dst.Repeat, pbirefresh.OneOf(pbirefresh.RepeatPolicies()))
 	}
 	defer func() {
 		// robfig/cron has panicked on malformed input before (#554); a bad
@@ -133,21 +132,27 @@ func (s *Schedule) next(after, limit time.Time) (Slot, bool) {
 		k := after.Unix()/int64(s.every/time.Second) + 1
 		return Slot{Time: time.Unix(k*int64(s.every/time.Second), 0).UTC()}, true
 	}
-	loc := s.Location
-	local := after.In(loc)
+	local := after.In(s.Location)
 	// Civil dates, from the day before (a shifted or repeated slot of the
-	// previous day can still lie ahead).
-	day := time.Date(local.Year(), local.Month(), local.Day()-1, 12, 0, 0, 0, time.UTC)
-	for ; !day.After(limit.Add(48 * time.Hour)); day = day.AddDate(0, 0, 1) {
-		if !s.dayMatches(day) {
+	// previous day can still lie ahead). Months that cannot match are
+	// skipped whole, so a leap-day schedule costs a few hundred steps, not
+	// thousands.
+	day := time.Date(local.Year(), local.Month(), local.Day()-1, 0, 0, 0, 0, time.UTC)
+	end := limit.Add(48 * time.Hour)
+	for !day.After(end) {
+		if 1<<uint(day.Month())&s.spec.Month == 0 {
+			day = time.Date(day.Year(), day.Month()+1, 1, 0, 0, 0, 0, time.UTC)
 			continue
 		}
-		if slot, ok := s.firstOnDay(day, after); ok {
-			if slot.Time.After(limit) {
-				return Slot{}, false
+		if s.dayMatches(day) {
+			if slot, ok := s.firstOnDay(day, after); ok {
+				if slot.Time.After(limit) {
+					return Slot{}, false
+				}
+				return slot, true
 			}
-			return slot, true
 		}
+		day = day.AddDate(0, 0, 1)
 	}
 	return Slot{}, false
 }
@@ -166,113 +171,174 @@ func (s *Schedule) dayMatches(day time.Time) bool {
 	return domMatch || dowMatch // Vixie cron: both restricted means either
 }
 
-// firstOnDay returns the earliest slot after t among the day's times.
-// Wall times map to instants in order, except that DST moves some by at
-// most a few hours; so once a candidate is found, times more than 4 hours
-// of wall clock later cannot come first, and the walk stops.
+// period is a stretch of the zone with one UTC offset, and the seconds of
+// the civil day's wall clock that fall in it: [wallFrom, wallTo).
+type period struct {
+	start          time.Time // when the period begins (a transition)
+	offset         int       // seconds east of UTC
+	wallFrom, wall int
+}
+
+const daySeconds = 24 * 60 * 60
+
+// periods lists the zone periods whose wall clock touches the civil day
+// (day is its 00:00 written as if UTC), in time order.
+func (s *Schedule) periods(day time.Time) []period {
+	var out []period
+	// No zone is more than 14 hours from UTC.
+	t, stop := day.Add(-14*time.Hour), day.Add(38*time.Hour)
+	for t.Before(stop) {
+		l := t.In(s.Location)
+		_, off := l.Zone()
+		start, end := l.ZoneBounds()
+		if !end.IsZero() && !end.After(t) {
+			// Past the zone's table, Go's ZoneBounds can answer t itself
+			// as the end (seen on Dec 31 of leap years): probe on by the
+			// hour; periods with one offset merge below.
+			end = t.Add(time.Hour)
+		}
+		wallFrom, wallTo := -daySeconds, 2*daySeconds
+		if !start.IsZero() {
+			wallFrom = int(start.Add(time.Duration(off)*time.Second).Sub(day) / time.Second)
+		}
+		if !end.IsZero() {
+			wallTo = int(end.Add(time.Duration(off)*time.Second).Sub(day) / time.Second)
+		}
+		if n := len(out); n > 0 && out[n-1].offset == off {
+			out[n-1].wall = max(out[n-1].wall, wallTo) // the same offset: one period
+		} else {
+			out = append(out, period{start: start, offset: off, wallFrom: wallFrom, wall: wallTo})
+		}
+		if end.IsZero() {
+			break
+		}
+		t = end
+	}
+	return out
+}
+
+// firstOnDay returns the earliest slot after t among the civil day's
+// times. Within one zone period wall times map to instants in order, so
+// the first match in each period is found directly; walls in a
+// spring-forward gap (between periods) and repeated walls (in two periods)
+// follow the DST policy. Cost: a few dozen steps whatever the schedule.
 func (s *Schedule) firstOnDay(day, after time.Time) (Slot, bool) {
+	ps := s.periods(day)
+	gap, repeat := s.DST.Gap, s.DST.Repeat
+	if !s.Wall {
+		gap, repeat = pbirefresh.GapSkip, pbirefresh.RepeatBoth // absolute time
+	}
+	var best Slot
+	found, merged := false, 0
+	offer := func(c Slot, n int) {
+		switch {
+		case !found || c.Time.Before(best.Time):
+			best, found, merged = c, true, n
+		case c.Time.Equal(best.Time):
+			merged += n // later in wall order: best keeps its note
+		}
+	}
+	for i, p := range ps {
+		lo, hi := max(p.wallFrom, 0), min(p.wall, daySeconds)
+		prevEnd := math.MinInt
+		if i > 0 {
+			prevEnd = ps[i-1].wall
+		}
+		nextFrom := math.MaxInt
+		if i+1 < len(ps) {
+			nextFrom = ps[i+1].wallFrom
+		}
+		// A spring-forward gap before this period: walls [prevEnd, wallFrom).
+		if gLo, gHi := max(prevEnd, 0), min(p.wallFrom, daySeconds); i > 0 && gLo < gHi && gap == pbirefresh.GapShift && p.start.After(after) {
+			if w := s.firstMatch(gLo, gHi); w >= 0 {
+				n := s.countMatches(gLo, gHi)
+				offer(Slot{Time: p.start.UTC(), Note: "shifted from " + label(w) + " (DST gap)"}, n)
+			}
+		}
+		if repeat == pbirefresh.RepeatFirst && prevEnd > lo {
+			lo = prevEnd // second occurrences of repeated walls do not run
+		}
+		// Instants after t: wall - offset > after.
+		if d := after.Add(time.Duration(p.offset) * time.Second).Sub(day); d >= 0 {
+			lo = max(lo, int(d/time.Second)+1)
+		}
+		w := s.firstMatch(lo, hi)
+		if w < 0 {
+			continue
+		}
+		c := Slot{Time: day.Add(time.Duration(w-p.offset) * time.Second)}
+		if s.Wall {
+			switch {
+			case w < prevEnd: // repeat both: the second occurrence
+				c.Note = "second " + label(w) + " (DST repeat)"
+			case w >= nextFrom && repeat == pbirefresh.RepeatBoth:
+				c.Note = "first " + label(w) + " (DST repeat)"
+			case w >= nextFrom:
+				c.Note = "first of two " + label(w) + " (DST repeat)"
+			}
+		}
+		offer(c, 1)
+	}
+	if found && merged > 1 {
+		best.Note += fmt.Sprintf("; %d times merged", merged)
+	}
+	return best, found
+}
+
+// firstMatch returns the first second of the day in [lo, hi) whose hour,
+// minute and second fields match, or -1.
+func (s *Schedule) firstMatch(lo, hi int) int {
+	if lo >= hi {
+		return -1
+	}
 	sp := s.spec
-	var cands []Slot
-	var firstWall time.Time
-	for h := 0; h < 24; h++ {
+	for h := lo / 3600; h < 24 && h*3600 < hi; h++ {
 		if 1<<uint(h)&sp.Hour == 0 {
 			continue
 		}
-		for m := 0; m < 60; m++ {
+		m0 := 0
+		if h == lo/3600 {
+			m0 = lo % 3600 / 60
+		}
+		for m := m0; m < 60; m++ {
 			if 1<<uint(m)&sp.Minute == 0 {
 				continue
 			}
-			for sec := 0; sec < 60; sec++ {
-				if 1<<uint(sec)&sp.Second == 0 {
-					continue
-				}
-				wall := time.Date(day.Year(), day.Month(), day.Day(), h, m, sec, 0, time.UTC)
-				if !firstWall.IsZero() && wall.Sub(firstWall) > 4*time.Hour {
-					return pick(cands), true
-				}
-				for _, c := range s.resolve(day.Year(), day.Month(), day.Day(), h, m, sec) {
-					if c.Time.After(after) {
-						cands = append(cands, c)
-						if firstWall.IsZero() {
-							firstWall = wall
-						}
+			s0 := 0
+			if h == lo/3600 && m == m0 {
+				s0 = lo % 60
+			}
+			for sec := s0; sec < 60; sec++ {
+				if 1<<uint(sec)&sp.Second != 0 {
+					if v := h*3600 + m*60 + sec; v < hi {
+						return v
 					}
+					return -1
 				}
 			}
 		}
 	}
-	if len(cands) == 0 {
-		return Slot{}, false
-	}
-	return pick(cands), true
+	return -1
 }
 
-// pick returns the earliest candidate; gap times shifted onto one instant
-// are merged into that one slot, and its note says so.
-func pick(cands []Slot) Slot {
-	sort.SliceStable(cands, func(i, j int) bool { return cands[i].Time.Before(cands[j].Time) })
-	first := cands[0]
+// countMatches counts the matching seconds in [lo, hi) (a gap: at most a
+// few hours).
+func (s *Schedule) countMatches(lo, hi int) int {
 	n := 0
-	for _, c := range cands {
-		if c.Time.Equal(first.Time) {
-			n++
-		}
+	for w := s.firstMatch(lo, hi); w >= 0; w = s.firstMatch(w+1, hi) {
+		n++
 	}
-	if n > 1 {
-		first.Note += fmt.Sprintf("; %d times merged", n)
-	}
-	return first
+	return n
 }
 
-// resolve maps a wall-clock time to its instants under the DST policy.
-func (s *Schedule) resolve(y int, mo time.Month, d, h, mi, sec int) []Slot {
-	loc := s.Location
-	wall := time.Date(y, mo, d, h, mi, sec, 0, time.UTC) // the wall time, as if UTC
-	var occ []time.Time
-	seen := map[int]bool{}
-	for _, probe := range []time.Time{wall.Add(-14 * time.Hour), wall.Add(14 * time.Hour)} {
-		_, off := probe.In(loc).Zone()
-		if seen[off] {
-			continue
-		}
-		seen[off] = true
-		inst := wall.Add(-time.Duration(off) * time.Second)
-		l := inst.In(loc)
-		if l.Year() == y && l.Month() == mo && l.Day() == d && l.Hour() == h && l.Minute() == mi && l.Second() == sec {
-			occ = append(occ, inst.UTC())
-		}
+// label writes a second of the day as the note shows it: 02:30, or
+// 02:30:15 with seconds.
+func label(w int) string {
+	l := fmt.Sprintf("%02d:%02d", w/3600, w%3600/60)
+	if w%60 != 0 {
+		l += fmt.Sprintf(":%02d", w%60)
 	}
-	sort.Slice(occ, func(i, j int) bool { return occ[i].Before(occ[j]) })
-	label := fmt.Sprintf("%02d:%02d", h, mi)
-	if sec != 0 {
-		label += fmt.Sprintf(":%02d", sec)
-	}
-	gap, repeat := s.DST.Gap, s.DST.Repeat
-	if !s.Wall {
-		gap, repeat = "skip", "both" // absolute time
-	}
-	switch len(occ) {
-	case 1:
-		return []Slot{{Time: occ[0]}}
-	case 0: // inside a spring-forward gap
-		if gap == "skip" {
-			return nil
-		}
-		// The first valid instant after the gap: where the later zone
-		// period begins.
-		_, off := wall.Add(-14 * time.Hour).In(loc).Zone()
-		after := wall.Add(-time.Duration(off) * time.Second)
-		start, _ := after.In(loc).ZoneBounds()
-		return []Slot{{Time: start.UTC(), Note: "shifted from " + label + " (DST gap)"}}
-	default: // a fall-back repeat
-		if repeat == "both" {
-			if !s.Wall {
-				return []Slot{{Time: occ[0]}, {Time: occ[1]}}
-			}
-			return []Slot{{Time: occ[0], Note: "first " + label + " (DST repeat)"}, {Time: occ[1], Note: "second " + label + " (DST repeat)"}}
-		}
-		return []Slot{{Time: occ[0], Note: "first of two " + label + " (DST repeat)"}}
-	}
+	return l
 }
 
 // FixedJitter is a stable offset in [0, max) derived from the job's name.

@@ -11,13 +11,8 @@ import (
 	"sort"
 	"sync"
 	"time"
-)
 
-// Kinds of run (the store uses the same words).
-const (
-	Scheduled = "scheduled"
-	CatchUp   = "catch-up"
-	Manual    = "manual"
+	"github.com/pbirefresh/pbirefresh"
 )
 
 // Clock is the scheduler's time. Sleep returns early with ctx's error.
@@ -29,17 +24,20 @@ type Clock interface {
 // Journal is the durable state the scheduler reads and writes: the newest
 // decided slot of a job (to know what was missed while down), and slots
 // decided without a run.
+//
+// The scheduler never calls it while holding its own lock, so a slow disk
+// or a busy database delays only the write, never every job's timing.
 type Journal interface {
 	LastSlot(ctx context.Context, job string) (time.Time, bool, error)
-	Record(ctx context.Context, job string, slot time.Time, kind, status, note string) error
+	Record(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string) error
 	// Fail marks a slot's run as failed with a note, whether or not the
 	// run had recorded it (a run that panicked).
-	Fail(ctx context.Context, job string, slot time.Time, kind, note string) error
+	Fail(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, note string) error
 }
 
 // RunFunc runs one slot of a job. It is called at most once per (job,
 // slot) by this process; the journal's uniqueness covers restarts.
-type RunFunc func(ctx context.Context, slot time.Time, kind string) error
+type RunFunc func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) error
 
 // Job is one scheduled job.
 type Job struct {
@@ -47,17 +45,17 @@ type Job struct {
 	// Schedule is nil for a job that runs only when triggered.
 	Schedule *Schedule
 	Enabled  bool
-	// Overlap: "skip" (default) records a slot that fires while the
-	// previous run is in progress as skipped; "queue" keeps at most one
-	// pending run and starts it when the previous ends.
-	Overlap string
+	// Overlap: skip (the default, also for "") records a slot that fires
+	// while the previous run is in progress as skipped; queue keeps at most
+	// one pending run and starts it when the previous ends.
+	Overlap pbirefresh.Overlap
 	// CatchUp: after downtime or a forward clock step, the newest missed
 	// slot still within this window runs once; 0 runs none.
 	CatchUp time.Duration
 	// Jitter delays each run by a random [0, Jitter), or by a stable
-	// per-job offset when JitterFixed.
-	Jitter      time.Duration
-	JitterFixed bool
+	// per-job offset with JitterMode fixed.
+	Jitter     time.Duration
+	JitterMode pbirefresh.JitterMode
 	// LimitKey groups jobs under the per-key cap (the credential).
 	LimitKey string
 	Run      RunFunc
@@ -107,7 +105,17 @@ func (h *fireHeap) Pop() any {
 
 type queued struct {
 	slot time.Time
-	kind string
+	kind pbirefresh.Kind
+}
+
+// record is a decision about a slot that ran nothing (skipped, missed),
+// written to the journal after the scheduler's lock is released.
+type record struct {
+	job    string
+	slot   time.Time
+	kind   pbirefresh.Kind
+	status pbirefresh.Status
+	note   string
 }
 
 // Scheduler owns time for a set of jobs: it wakes at least every
@@ -160,6 +168,27 @@ func (s *Scheduler) tolerance() time.Duration {
 // last slot, from there (so slots missed while down are found). A paused
 // job's missed slots are never run. Runs in flight continue.
 func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
+	// The journal is read before the lock is taken: only for jobs this
+	// scheduler does not know yet.
+	last := map[string]time.Time{}
+	s.mu.Lock()
+	var unknown []string
+	for _, j := range jobs {
+		if s.jobs[j.Name] == nil && j.Enabled {
+			unknown = append(unknown, j.Name)
+		}
+	}
+	s.mu.Unlock()
+	for _, name := range unknown {
+		t, ok, err := s.journal.LastSlot(ctx, name)
+		if err != nil {
+			return fmt.Errorf("read the last slot of job %s: %w", name, err)
+		}
+		if ok {
+			last[name] = t
+		}
+	}
+
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -184,14 +213,8 @@ func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 		}
 		st = &jobState{job: j}
 		from := now
-		if j.Enabled {
-			last, ok, err := s.journal.LastSlot(ctx, j.Name)
-			if err != nil {
-				return fmt.Errorf("read the last slot of job %s: %w", j.Name, err)
-			}
-			if ok && last.Before(now) {
-				from = last
-			}
+		if t, ok := last[j.Name]; ok && j.Enabled && t.Before(now) {
+			from = t
 		}
 		st.advance(from, s)
 		s.jobs[j.Name] = st
@@ -236,7 +259,7 @@ func (st *jobState) advance(t time.Time, s *Scheduler) {
 	st.next, st.hasNext = st.job.Schedule.Next(t)
 	st.fireAt = st.next.Time
 	if st.job.Jitter > 0 {
-		if st.job.JitterFixed {
+		if st.job.JitterMode == pbirefresh.JitterFixed {
 			st.fireAt = st.fireAt.Add(FixedJitter(st.job.Name, st.job.Jitter))
 		} else {
 			st.fireAt = st.fireAt.Add(time.Duration(s.rng.Int64N(int64(st.job.Jitter))))
@@ -262,7 +285,13 @@ const maxDue = 1000
 // Tick fires what is due at now. Run calls it; tests call it directly.
 func (s *Scheduler) Tick(ctx context.Context, now time.Time) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	recs := s.tick(ctx, now)
+	s.mu.Unlock()
+	s.write(ctx, recs)
+}
+
+// tick decides; the caller writes the decisions. Must hold s.mu.
+func (s *Scheduler) tick(ctx context.Context, now time.Time) []record {
 	if !s.lastNow.IsZero() {
 		switch d := now.Sub(s.lastNow); {
 		case d < -time.Second:
@@ -278,13 +307,7 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) {
 	for len(s.due) > 0 && !s.due[0].fireAt.After(now) {
 		fired = append(fired, heap.Pop(&s.due).(*jobState))
 	}
-	defer func() {
-		for _, st := range fired {
-			if st.hasNext && st.job.Enabled && s.jobs[st.job.Name] == st {
-				heap.Push(&s.due, st)
-			}
-		}
-	}()
+	var recs []record
 	for _, st := range fired {
 		name := st.job.Name
 		var due []Slot
@@ -297,13 +320,16 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) {
 			due = append(due, st.next)
 			st.advance(st.next.Time, s)
 		}
+		if st.hasNext && st.job.Enabled {
+			heap.Push(&s.due, st)
+		}
 		if len(due) == 0 {
 			continue
 		}
 		newest := due[len(due)-1]
 		late := now.Sub(newest.Time)
 		if len(due) == 1 && skippedOld == 0 && late <= st.job.Jitter+s.tolerance() {
-			s.fire(ctx, st, newest.Time, Scheduled, newest.Note)
+			recs = s.fire(ctx, st, newest.Time, pbirefresh.Scheduled, newest.Note, recs)
 			continue
 		}
 		catch := st.job.CatchUp > 0 && late <= st.job.CatchUp
@@ -316,15 +342,24 @@ func (s *Scheduler) Tick(ctx context.Context, now time.Time) {
 			if m.Note != "" {
 				note += " (" + m.Note + ")"
 			}
-			if err := s.journal.Record(ctx, name, m.Time, Scheduled, "missed", note); err != nil {
-				s.Logger.Error("record missed slot", "job", name, "slot", m.Time, "error", err)
-			}
+			recs = append(recs, record{name, m.Time, pbirefresh.Scheduled, pbirefresh.Missed, note})
 		}
 		if len(missed) > 0 || skippedOld > 0 {
 			s.Logger.Warn("slots missed", "job", name, "count", len(missed)+skippedOld, "newest", newest.Time, "catch_up", catch)
 		}
 		if catch {
-			s.fire(ctx, st, newest.Time, CatchUp, newest.Note)
+			recs = s.fire(ctx, st, newest.Time, pbirefresh.CatchUp, newest.Note, recs)
+		}
+	}
+	return recs
+}
+
+// write records decisions about slots that ran nothing. It runs without
+// the scheduler's lock.
+func (s *Scheduler) write(ctx context.Context, recs []record) {
+	for _, r := range recs {
+		if err := s.journal.Record(ctx, r.job, r.slot, r.kind, r.status, r.note); err != nil {
+			s.Logger.Error("record "+string(r.status)+" slot", "job", r.job, "slot", r.slot, "error", err)
 		}
 	}
 }
@@ -336,24 +371,22 @@ func (s *Scheduler) wake() time.Duration {
 	return 30 * time.Second
 }
 
-// fire starts a run, or applies the overlap rule. Must hold s.mu.
-func (s *Scheduler) fire(ctx context.Context, st *jobState, slot time.Time, kind, note string) {
+// fire starts a run, or applies the overlap rule; a skipped slot is
+// appended to recs for the caller to write. Must hold s.mu.
+func (s *Scheduler) fire(ctx context.Context, st *jobState, slot time.Time, kind pbirefresh.Kind, note string, recs []record) []record {
 	name := st.job.Name
 	if st.running {
-		if st.job.Overlap == "queue" && st.pending == nil {
+		if st.job.Overlap == pbirefresh.OverlapQueue && st.pending == nil {
 			st.pending = &queued{slot: slot, kind: kind}
 			s.Logger.Info("run queued: the previous run is in progress", "job", name, "slot", slot)
-			return
+			return recs
 		}
 		reason := "the previous run is still in progress"
 		if st.pending != nil {
 			reason = "the previous run is in progress and one run is already queued"
 		}
-		if err := s.journal.Record(ctx, name, slot, kind, "skipped", reason); err != nil {
-			s.Logger.Error("record skipped slot", "job", name, "slot", slot, "error", err)
-		}
 		s.Logger.Info("run skipped", "job", name, "slot", slot, "reason", reason)
-		return
+		return append(recs, record{name, slot, kind, pbirefresh.Skipped, reason})
 	}
 	st.running = true
 	attrs := []any{"job", name, "slot", slot, "kind", kind}
@@ -362,12 +395,14 @@ func (s *Scheduler) fire(ctx context.Context, st *jobState, slot time.Time, kind
 	}
 	s.Logger.Info("run fired", attrs...)
 	s.wg.Add(1)
-	go s.execute(ctx, st, slot, kind)
+	// The run takes the definition it fired with, read under the lock: a
+	// reload that lands meanwhile changes the job's next runs, not this one.
+	go s.execute(ctx, st, st.job, slot, kind)
+	return recs
 }
 
-func (s *Scheduler) execute(ctx context.Context, st *jobState, slot time.Time, kind string) {
+func (s *Scheduler) execute(ctx context.Context, st *jobState, job Job, slot time.Time, kind pbirefresh.Kind) {
 	defer s.wg.Done()
-	job := st.job
 	if release, ok := s.acquire(ctx, job.LimitKey); ok {
 		func() {
 			defer release()
@@ -384,16 +419,25 @@ func (s *Scheduler) execute(ctx context.Context, st *jobState, slot time.Time, k
 			}
 		}()
 	}
+	s.done(ctx, st)
+}
+
+// done clears a job's running flag and starts its queued run, if any.
+func (s *Scheduler) done(ctx context.Context, st *jobState) {
+	var recs []record
 	s.mu.Lock()
 	st.running = false
 	if p := st.pending; p != nil && ctx.Err() == nil {
 		st.pending = nil
-		s.fire(ctx, st, p.slot, p.kind, "")
+		recs = s.fire(ctx, st, p.slot, p.kind, "", recs)
 	}
 	s.mu.Unlock()
+	s.write(ctx, recs)
 }
 
-// acquire waits for a place under the global and per-key caps.
+// acquire waits for a place under the per-key cap, then under the global
+// one, in that order: a run waiting for its credential never holds a
+// global place that another credential's run could use.
 func (s *Scheduler) acquire(ctx context.Context, key string) (func(), bool) {
 	s.mu.Lock()
 	g := s.global
@@ -406,27 +450,27 @@ func (s *Scheduler) acquire(ctx context.Context, key string) (func(), bool) {
 		}
 	}
 	s.mu.Unlock()
-	for _, c := range []chan struct{}{g, k} {
+	release := func(cs ...chan struct{}) {
+		for _, c := range cs {
+			if c != nil {
+				<-c
+			}
+		}
+	}
+	var held []chan struct{}
+	for _, c := range []chan struct{}{k, g} {
 		if c == nil {
 			continue
 		}
 		select {
 		case c <- struct{}{}:
+			held = append(held, c)
 		case <-ctx.Done():
-			if c == k && g != nil {
-				<-g
-			}
+			release(held...)
 			return nil, false
 		}
 	}
-	return func() {
-		if k != nil {
-			<-k
-		}
-		if g != nil {
-			<-g
-		}
-	}, true
+	return func() { release(held...) }, true
 }
 
 // Hold marks a job busy until release is called: slots that fire
@@ -444,12 +488,9 @@ func (s *Scheduler) Hold(name string) (release func()) {
 	return func() {
 		once.Do(func() {
 			s.mu.Lock()
-			defer s.mu.Unlock()
-			st.running = false
-			if p := st.pending; p != nil {
-				st.pending = nil
-				s.fire(s.base, st, p.slot, p.kind, "")
-			}
+			base := s.base
+			s.mu.Unlock()
+			s.done(base, st)
 		})
 	}
 }
@@ -464,19 +505,24 @@ func (s *Scheduler) Alive(d time.Duration) bool {
 // Trigger starts a manual run now, through the overlap rules.
 func (s *Scheduler) Trigger(ctx context.Context, name string) (time.Time, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := s.jobs[name]
 	if st == nil {
+		s.mu.Unlock()
 		return time.Time{}, fmt.Errorf("no job %q", name)
 	}
 	slot := s.clock.Now().UTC().Truncate(time.Millisecond)
-	s.fire(ctx, st, slot, Manual, "")
+	recs := s.fire(ctx, st, slot, pbirefresh.Manual, "", nil)
+	s.mu.Unlock()
+	s.write(ctx, recs)
 	return slot, nil
 }
 
 // Run ticks until ctx is done. In-flight runs get ctx too; Wait waits for
 // them to return.
-func (s *Scheduler) Run(ctx context.Context) error {
+func (s *Scheduler) Run(ctx context.Context) {
+	s.mu.Lock()
+	s.base = ctx // queued runs released by Hold stop with the loop
+	s.mu.Unlock()
 	for {
 		now := s.clock.Now()
 		s.Tick(ctx, now)
@@ -486,8 +532,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			wait = min(wait, max(s.due[0].fireAt.Sub(now), 0))
 		}
 		s.mu.Unlock()
-		if err := s.clock.Sleep(ctx, max(wait, time.Millisecond)); err != nil {
-			return nil
+		if s.clock.Sleep(ctx, max(wait, time.Millisecond)) != nil {
+			return
 		}
 	}
 }

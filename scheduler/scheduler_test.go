@@ -3,13 +3,16 @@ package scheduler_test
 import (
 	"context"
 	"path/filepath"
+	"sort"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/scheduler"
 	"github.com/pbirefresh/pbirefresh/store"
+	"github.com/pbirefresh/pbirefresh/store/sqlite"
 )
 
 var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC) // a Monday, on the hour
@@ -18,6 +21,8 @@ type clock struct {
 	mu     sync.Mutex
 	now    time.Time
 	sleeps []time.Duration
+	// stop, if set, is called after every sleep with their count.
+	stop func(n int)
 }
 
 func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
@@ -29,7 +34,11 @@ func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	c.sleeps = append(c.sleeps, d)
+	n := len(c.sleeps)
 	c.mu.Unlock()
+	if c.stop != nil {
+		c.stop(n)
+	}
 	return nil
 }
 
@@ -38,14 +47,17 @@ type recorder struct {
 	mu    sync.Mutex
 	calls []string
 	block chan struct{}
-	n     atomic.Int32
+	// started, if set, receives a value as each run starts.
+	started chan struct{}
 }
 
-func (r *recorder) run(ctx context.Context, slot time.Time, kind string) error {
+func (r *recorder) run(ctx context.Context, slot time.Time, kind pbirefresh.Kind) error {
 	r.mu.Lock()
-	r.calls = append(r.calls, slot.UTC().Format("15:04")+" "+kind)
+	r.calls = append(r.calls, slot.UTC().Format("15:04")+" "+string(kind))
 	r.mu.Unlock()
-	r.n.Add(1)
+	if r.started != nil {
+		r.started <- struct{}{}
+	}
 	if r.block != nil {
 		select {
 		case <-r.block:
@@ -61,9 +73,9 @@ func (r *recorder) got() []string {
 	return append([]string(nil), r.calls...)
 }
 
-func setup(t *testing.T) (*scheduler.Scheduler, *store.Store, *clock) {
+func setup(t *testing.T) (*scheduler.Scheduler, *sqlite.Store, *clock) {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"), sqlite.Options{Daemon: &sqlite.Holder{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,14 +92,14 @@ func hourly(t *testing.T) *scheduler.Schedule {
 	return s
 }
 
-func statuses(t *testing.T, st *store.Store, job string) map[string]string {
-	runs, err := st.Runs(context.Background(), job, 0)
+func statuses(t *testing.T, st *sqlite.Store, job string) map[string]string {
+	runs, err := st.Runs(context.Background(), store.Query{Job: job})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]string{}
 	for _, r := range runs {
-		out[r.Slot.Format("15:04")] = r.Status + "/" + r.Kind
+		out[r.Slot.Format("15:04")] = string(r.Status) + "/" + string(r.Kind)
 	}
 	return out
 }
@@ -125,7 +137,7 @@ func TestCatchUpAfterDowntime(t *testing.T) {
 			s, st, c := setup(t)
 			ctx := context.Background()
 			// The daemon last decided the 09:00 slot, then was down until 14:30.
-			st.Record(ctx, "a", t0, scheduler.Scheduled, "completed", "")
+			st.Record(ctx, "a", t0, pbirefresh.Scheduled, pbirefresh.Completed, "")
 			c.Set(t0.Add(5*time.Hour + 30*time.Minute))
 			r := &recorder{}
 			s.Set(ctx, []scheduler.Job{{Name: "a", Schedule: hourly(t), Enabled: true, CatchUp: tc.catchUp, Run: r.run}})
@@ -174,8 +186,8 @@ func TestClockSteps(t *testing.T) {
 }
 
 func TestOverlap(t *testing.T) {
-	for _, mode := range []string{"skip", "queue"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range pbirefresh.Overlaps() {
+		t.Run(string(mode), func(t *testing.T) {
 			s, st, _ := setup(t)
 			r := &recorder{block: make(chan struct{})}
 			ctx := context.Background()
@@ -188,11 +200,11 @@ func TestOverlap(t *testing.T) {
 			got := statuses(t, st, "a")
 			runs := r.got()
 			switch mode {
-			case "skip":
+			case pbirefresh.OverlapSkip:
 				if len(runs) != 1 || got["11:00"] != "skipped/scheduled" || got["12:00"] != "skipped/scheduled" {
 					t.Fatalf("runs %v records %v", runs, got)
 				}
-			case "queue": // at most one pending: 11:00 queued and run, 12:00 skipped
+			case pbirefresh.OverlapQueue: // at most one pending: 11:00 queued and run, 12:00 skipped
 				if len(runs) != 2 || runs[1] != "11:00 scheduled" || got["12:00"] != "skipped/scheduled" {
 					t.Fatalf("runs %v records %v", runs, got)
 				}
@@ -201,31 +213,154 @@ func TestOverlap(t *testing.T) {
 	}
 }
 
-func TestLimits(t *testing.T) {
-	s, _, _ := setup(t)
-	s.MaxInFlight = 1
-	var inflight, peak atomic.Int32
-	release := make(chan struct{})
-	run := func(ctx context.Context, slot time.Time, kind string) error {
-		n := inflight.Add(1)
-		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-		}
-		<-release
-		inflight.Add(-1)
+// memJournal is a Journal in memory; Record blocks while block is set.
+type memJournal struct {
+	mu      sync.Mutex
+	records []string
+	block   chan struct{}
+}
+
+func (j *memJournal) LastSlot(context.Context, string) (time.Time, bool, error) {
+	return time.Time{}, false, nil
+}
+
+func (j *memJournal) Record(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string) error {
+	if j.block != nil {
+		<-j.block
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.records = append(j.records, job+" "+slot.Format("15:04")+" "+string(status))
+	return nil
+}
+
+func (j *memJournal) Fail(context.Context, string, time.Time, pbirefresh.Kind, string) error { return nil }
+
+// gate is a RunFunc per job that counts runs in flight and blocks until
+// released.
+type gate struct {
+	mu       sync.Mutex
+	inflight map[string]bool
+	peak     int
+	release  chan struct{}
+}
+
+func (g *gate) run(name string) scheduler.RunFunc {
+	return func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) error {
+		g.mu.Lock()
+		g.inflight[name] = true
+		g.peak = max(g.peak, len(g.inflight))
+		g.mu.Unlock()
+		<-g.release
+		g.mu.Lock()
+		delete(g.inflight, name)
+		g.mu.Unlock()
 		return nil
 	}
-	ctx := context.Background()
-	var jobs []scheduler.Job
-	for _, n := range []string{"a", "b", "c"} {
-		jobs = append(jobs, scheduler.Job{Name: n, Schedule: hourly(t), Enabled: true, LimitKey: "cred", Run: run})
+}
+
+func (g *gate) running() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []string
+	for n := range g.inflight {
+		out = append(out, n)
 	}
-	s.Set(ctx, jobs)
-	s.Tick(ctx, t0.Add(time.Hour))
-	time.Sleep(50 * time.Millisecond) // let the three runs reach the cap
-	close(release)
+	sort.Strings(out)
+	return out
+}
+
+func TestLimits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := scheduler.New(&clock{now: t0}, &memJournal{}, nil)
+		s.MaxInFlight = 1
+		g := &gate{inflight: map[string]bool{}, release: make(chan struct{})}
+		ctx := context.Background()
+		var jobs []scheduler.Job
+		for _, n := range []string{"a", "b", "c"} {
+			jobs = append(jobs, scheduler.Job{Name: n, Schedule: hourly(t), Enabled: true, LimitKey: "cred", Run: g.run(n)})
+		}
+		s.Set(ctx, jobs)
+		s.Tick(ctx, t0.Add(time.Hour))
+		synctest.Wait() // every run is running or waiting for its place
+		if got := g.running(); len(got) != 1 {
+			t.Fatalf("running %v with max_in_flight 1", got)
+		}
+		close(g.release)
+		wait(s)
+		if g.peak != 1 {
+			t.Fatalf("peak in flight %d with max_in_flight 1", g.peak)
+		}
+	})
+}
+
+// TestPerCredentialWaitNeverHoldsAGlobalPlace: with max_in_flight 2 and
+// per_credential 1, a second run of a busy credential waits for its
+// credential without taking a global place, so another credential's run
+// starts at once.
+func TestPerCredentialWaitNeverHoldsAGlobalPlace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := scheduler.New(&clock{now: t0}, &memJournal{}, nil)
+		s.MaxInFlight, s.PerKey = 2, 1
+		g := &gate{inflight: map[string]bool{}, release: make(chan struct{})}
+		defer func() { close(g.release); wait(s) }() // also when a check fails
+		ctx := context.Background()
+		half, _ := scheduler.Parse("30 * * * *", time.UTC, scheduler.DST{})
+		s.Set(ctx, []scheduler.Job{
+			{Name: "a1", Schedule: hourly(t), Enabled: true, LimitKey: "A", Run: g.run("a1")},
+			{Name: "a2", Schedule: hourly(t), Enabled: true, LimitKey: "A", Run: g.run("a2")},
+			{Name: "b1", Schedule: half, Enabled: true, LimitKey: "B", Run: g.run("b1")},
+		})
+		s.Tick(ctx, t0.Add(time.Hour)) // a1 and a2 fire; one runs, one waits for credential A
+		synctest.Wait()
+		if got := g.running(); len(got) != 1 {
+			t.Fatalf("credential A runs %v with per_credential 1", got)
+		}
+		s.Tick(ctx, t0.Add(90*time.Minute)) // b1 fires
+		synctest.Wait()
+		if got := g.running(); len(got) != 2 || got[1] != "b1" {
+			t.Fatalf("running %v: b1 must not wait behind credential A", got)
+		}
+	})
+}
+
+// TestJournalWritesOutsideTheLock: a journal that is slow to write (a
+// busy disk) delays only that write; the scheduler keeps answering and
+// firing other jobs meanwhile.
+func TestJournalWritesOutsideTheLock(t *testing.T) {
+	j := &memJournal{block: make(chan struct{})}
+	c := &clock{now: t0}
+	s := scheduler.New(c, j, nil)
+	ctx := context.Background()
+	r := &recorder{}
+	s.Set(ctx, []scheduler.Job{
+		{Name: "a", Schedule: hourly(t), Enabled: true, Run: r.run},
+		{Name: "b", Schedule: hourly(t), Enabled: true, Run: r.run},
+	})
+	// Three hours later: a's and b's missed slots are recorded, and the
+	// first Record blocks.
+	ticked := make(chan struct{})
+	go func() { s.Tick(ctx, t0.Add(3*time.Hour+10*time.Minute)); close(ticked) }()
+	answered := make(chan struct{})
+	go func() {
+		for i := 0; i < 100; i++ { // the lock must be free while Record blocks
+			s.Next("b")
+			s.Trigger(ctx, "nope")
+		}
+		close(answered)
+	}()
+	select {
+	case <-answered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the scheduler's lock is held while the journal writes")
+	}
+	close(j.block)
+	<-ticked
 	wait(s)
-	if peak.Load() != 1 {
-		t.Fatalf("peak in flight %d with max_in_flight 1", peak.Load())
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.records) != 6 {
+		t.Fatalf("records %v, want three missed slots for each job", j.records)
 	}
 }
 
@@ -233,9 +368,9 @@ func TestJitterPauseAndPanic(t *testing.T) {
 	s, st, c := setup(t)
 	ctx := context.Background()
 	r := &recorder{}
-	boom := func(ctx context.Context, slot time.Time, kind string) error { panic("boom") }
+	boom := func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) error { panic("boom") }
 	s.Set(ctx, []scheduler.Job{
-		{Name: "fixed", Schedule: hourly(t), Enabled: true, Jitter: 10 * time.Minute, JitterFixed: true, Run: r.run},
+		{Name: "fixed", Schedule: hourly(t), Enabled: true, Jitter: 10 * time.Minute, JitterMode: pbirefresh.JitterFixed, Run: r.run},
 		{Name: "paused", Schedule: hourly(t), Enabled: false, Run: r.run},
 		{Name: "panics", Schedule: hourly(t), Enabled: true, Run: boom},
 	})
@@ -270,23 +405,20 @@ func TestJitterPauseAndPanic(t *testing.T) {
 func TestLoopWakesAtLeastEvery30s(t *testing.T) {
 	s, _, c := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.stop = func(n int) {
+		if n >= 200 {
+			cancel()
+		}
+	}
 	daily, _ := scheduler.Parse("0 3 * * *", time.UTC, scheduler.DST{})
 	s.Set(ctx, []scheduler.Job{{Name: "a", Schedule: daily, Enabled: true, Run: (&recorder{}).run}})
-	go func() {
-		for {
-			c.mu.Lock()
-			n := len(c.sleeps)
-			c.mu.Unlock()
-			if n >= 200 {
-				cancel()
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
 	s.Run(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.sleeps) < 200 {
+		t.Fatalf("%d sleeps", len(c.sleeps))
+	}
 	for _, d := range c.sleeps {
 		if d > 30*time.Second || d <= 0 {
 			t.Fatalf("slept %s", d)
@@ -295,7 +427,7 @@ func TestLoopWakesAtLeastEvery30s(t *testing.T) {
 }
 
 func TestManualTriggerAndReload(t *testing.T) {
-	s, st, _ := setup(t)
+	s, _, _ := setup(t)
 	ctx := context.Background()
 	r := &recorder{}
 	job := scheduler.Job{Name: "a", Schedule: hourly(t), Enabled: true, Run: r.run, Version: "v1"}
@@ -307,8 +439,6 @@ func TestManualTriggerAndReload(t *testing.T) {
 		t.Fatal("unknown job triggered")
 	}
 	wait(s)
-	runs, _ := st.Runs(ctx, "a", 0)
-	_ = runs
 	if got := r.got(); len(got) != 1 || got[0] != "09:00 manual" {
 		t.Fatalf("%v", got)
 	}
@@ -332,13 +462,11 @@ func TestManualTriggerAndReload(t *testing.T) {
 func TestReloadWhileRunning(t *testing.T) {
 	s, _, c := setup(t)
 	ctx := context.Background()
-	r := &recorder{block: make(chan struct{})}
+	r := &recorder{block: make(chan struct{}), started: make(chan struct{}, 1)}
 	job := scheduler.Job{Name: "a", Schedule: hourly(t), Enabled: true, Run: r.run, Version: "v1"}
 	s.Set(ctx, []scheduler.Job{job})
 	s.Tick(ctx, t0.Add(time.Hour)) // 10:00 starts and blocks
-	for r.n.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	<-r.started
 	c.Set(t0.Add(time.Hour + time.Minute))
 	every30, _ := scheduler.Parse("*/30 * * * *", time.UTC, scheduler.DST{})
 	job.Schedule, job.Version, job.Run = every30, "v2", (&recorder{}).run
@@ -372,5 +500,25 @@ func TestOnDemandJob(t *testing.T) {
 	wait(s)
 	if got := r.got(); len(got) != 1 || got[0] != "09:00 manual" {
 		t.Fatalf("%v", got)
+	}
+}
+
+// TestRunKeepsTheDefinitionItFiredWith: a reload right after a slot fired
+// does not swap the run's work under it (the daemon once took a second
+// token that way: the run used the reloaded job's new client).
+func TestRunKeepsTheDefinitionItFiredWith(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		s, _, _ := setup(t)
+		ctx := context.Background()
+		before, after := &recorder{}, &recorder{}
+		job := scheduler.Job{Name: "a", Schedule: hourly(t), Enabled: true, Run: before.run, Version: "v1"}
+		s.Set(ctx, []scheduler.Job{job})
+		s.Tick(ctx, t0.Add(time.Hour))
+		job.Run, job.Version = after.run, "v2"
+		s.Set(ctx, []scheduler.Job{job}) // at once, while the run may not have begun
+		wait(s)
+		if len(before.got()) != 1 || len(after.got()) != 0 {
+			t.Fatalf("the fired run ran the definition of the reload: before %v, after %v", before.got(), after.got())
+		}
 	}
 }

@@ -3,12 +3,15 @@ package secrets
 import (
 	"context"
 	"errors"
+	"github.com/pbirefresh/pbirefresh"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -81,33 +84,47 @@ func TestCacheTTLAndForget(t *testing.T) {
 }
 
 func TestConcurrentReadersShareOneRead(t *testing.T) {
-	var reads atomic.Int32
-	release := make(chan struct{})
-	s := New(nil, KeyVaultOptions{})
-	s.ReadFile = func(string) ([]byte, error) { reads.Add(1); <-release; return []byte("v"), nil }
-	var wg sync.WaitGroup
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if v, err := s.Secret(context.Background(), "file:/x"); v != "v" || err != nil {
-				t.Errorf("%q %v", v, err)
-			}
-		}()
-	}
-	time.Sleep(20 * time.Millisecond)
-	close(release)
-	wg.Wait()
-	if n := reads.Load(); n != 1 {
-		t.Fatalf("%d reads for 20 concurrent callers", n)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var reads atomic.Int32
+		release := make(chan struct{})
+		s := New(nil, KeyVaultOptions{})
+		s.ReadFile = func(string) ([]byte, error) { reads.Add(1); <-release; return []byte("v"), nil }
+		var wg sync.WaitGroup
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if v, err := s.Secret(context.Background(), "file:/x"); v != "v" || err != nil {
+					t.Errorf("%q %v", v, err)
+				}
+			}()
+		}
+		synctest.Wait() // one reader in ReadFile, nineteen waiting for it
+		close(release)
+		wg.Wait()
+		if n := reads.Load(); n != 1 {
+			t.Fatalf("%d reads for 20 concurrent callers", n)
+		}
+	})
 }
 
 func TestErrorsNeverHoldTheValue(t *testing.T) {
+	var logs strings.Builder
 	s := New(nil, KeyVaultOptions{})
-	s.ReadFile = func(string) ([]byte, error) { return nil, errors.New("permission denied") }
+	s.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	// The value is at hand when the error is made: a read that returned
+	// bytes and an error.
+	s.ReadFile = func(string) ([]byte, error) { return []byte("hunter2"), errors.New("permission denied") }
 	_, err := s.Secret(context.Background(), "file:/etc/secret")
-	if err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Fatal(err)
+	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(pbirefresh.Hint(err), "hunter2") {
+		t.Fatalf("error %v (hint %q)", err, pbirefresh.Hint(err))
+	}
+	// A value that reads fine never reaches the log.
+	s.Getenv = func(string) string { return "hunter2" }
+	if v, err := s.Secret(context.Background(), "env:PBI_SECRET"); v != "hunter2" || err != nil {
+		t.Fatalf("%q %v", v, err)
+	}
+	if strings.Contains(logs.String(), "hunter2") || !strings.Contains(logs.String(), "env:PBI_SECRET") {
+		t.Fatalf("log: %s", logs.String())
 	}
 }

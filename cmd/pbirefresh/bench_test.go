@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/pbirefresh/pbirefresh"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +26,7 @@ import (
 	"github.com/pbirefresh/pbirefresh/configs"
 	"github.com/pbirefresh/pbirefresh/refresh"
 	"github.com/pbirefresh/pbirefresh/store"
+	"github.com/pbirefresh/pbirefresh/store/sqlite"
 )
 
 func cpuTime() time.Duration {
@@ -162,11 +167,22 @@ jobs:
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 
-		st, err := store.Open(filepath.Join(dir, "state.db"))
+		st, err := sqlite.Open(context.Background(), filepath.Join(dir, "state.db"), sqlite.Options{ReadOnly: true})
 		if err != nil {
 			b.Fatal(err)
 		}
-		runs, _ := st.Runs(context.Background(), "", 0)
+		var runs []store.Run
+		for q := (store.Query{}); ; {
+			page, err := st.Runs(context.Background(), q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			runs = append(runs, page...)
+			if len(page) < q.PageSize() {
+				break
+			}
+			q.After = store.CursorOf(page[len(page)-1])
+		}
 		st.Close()
 		var late []time.Duration
 		fired, completed := 0, 0
@@ -245,5 +261,148 @@ daemon / (2 x bare + HTTP)     %.2f (target <= 1)`,
 		b.ReportMetric(peak, "peak-rss-MB")
 		b.ReportMetric(float64(p99)/1e6, "p99-lateness-ms")
 		b.ReportMetric(float64(perDaemon)/float64(2*perBare+perHTTP), "cpu-vs-target")
+	}
+}
+
+// BenchmarkLatenessUnderAPILoad measures slot-to-POST lateness with the
+// API idle, and then with 200 clients reading /api/runs?limit=10000,
+// /readyz and the status page as fast as they can (the attack that made
+// slots fire 11 s late while reads and writes shared one connection). The
+// daemon and the emulator are processes of their own; 200 jobs fire 20
+// runs a second in a first, idle window and again a minute later, under
+// load. -benchtime=1x.
+func BenchmarkLatenessUnderAPILoad(b *testing.B) {
+	const jobs, rate = 200, 20
+	for iter := 0; iter < b.N; iter++ {
+		dir := b.TempDir()
+		url, ca, _ := emulatorProcessB(b, dir, benchScenario(dir))
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		base := time.Now().Add(10 * time.Second).Truncate(time.Second)
+		var cfgText strings.Builder
+		fmt.Fprintf(&cfgText, `cloud: custom
+endpoints: {authority_host: %[1]s, powerbi_api: %[1]s, powerbi_scope: "https://analysis.windows.net/powerbi/api/.default", keyvault_challenge_verification: false}
+tls: {ca_file: %[2]s}
+state: {path: %[3]s}
+http: {listen: "%[4]s"}
+credentials:
+  bench: {tenant_id: c0ffee00-0000-4000-8000-000000000001, client_id: c0ffee00-0000-4000-8000-0000000000a1, client_secret: {env: PBI_BENCH_SECRET}}
+defaults: {poll: {min_interval: 1s, max_interval: 2s}, history_grace: 10s}
+jobs:
+`, url, ca, filepath.Join(dir, "state.db"), addr)
+		for i := 0; i < jobs; i++ {
+			at1 := base.Add(time.Duration(i/rate) * time.Second)
+			at2 := at1.Add(time.Minute)
+			fmt.Fprintf(&cfgText, "  - {name: job-%04d, schedule: \"%d %d,%d %d,%d * * *\", credential: bench, workspace_id: c0ffee00-0000-4000-8000-000000000101, dataset_id: c0ffee00-0000-4000-8000-%012d, refresh: {type: full}}\n",
+				i, at1.Second(), at1.Minute(), at2.Minute(), at1.Hour(), at2.Hour(), 800000+i%100)
+		}
+		cfgPath := filepath.Join(dir, "pbirefresh.yaml")
+		os.WriteFile(cfgPath, []byte(cfgText.String()), 0o600)
+		// 10,000 runs of history for the readers to page through.
+		seed, err := sqlite.Open(context.Background(), filepath.Join(dir, "state.db"), sqlite.Options{Daemon: &sqlite.Holder{}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < 10000; i++ {
+			seed.Record(context.Background(), fmt.Sprintf("job-%04d", i%jobs), base.Add(-time.Duration(i+1)*time.Minute), pbirefresh.Scheduled, pbirefresh.Missed, "seeded history")
+		}
+		seed.Close()
+		cmd := exec.Command(binary, "run", "--config", cfgPath)
+		cmd.Env = append(os.Environ(), "PBI_BENCH_SECRET=bench-secret")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if res, err := http.Get("http://" + addr + "/healthz"); err == nil {
+				res.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("the daemon did not start")
+			}
+		}
+		// The load: from 5 s before the second window to 5 s after it.
+		time.Sleep(time.Until(base.Add(55 * time.Second)))
+		stop := make(chan struct{})
+		var served, refused atomic.Int64
+		var wg sync.WaitGroup
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 200}, Timeout: time.Minute}
+		paths := []string{"/api/runs?limit=10000", "/readyz", "/", "/api/runs?limit=10000&job=job-0007"}
+		for c := 0; c < 200; c++ {
+			wg.Add(1)
+			go func(c int) {
+				defer wg.Done()
+				for i := c; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					res, err := client.Get("http://" + addr + paths[i%len(paths)])
+					if err != nil {
+						refused.Add(1)
+						continue
+					}
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					served.Add(1)
+				}
+			}(c)
+		}
+		time.Sleep(time.Until(base.Add(75 * time.Second)))
+		close(stop)
+		wg.Wait()
+		time.Sleep(3 * time.Second) // the last POSTs of the window
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+
+		st, err := sqlite.Open(context.Background(), filepath.Join(dir, "state.db"), sqlite.Options{ReadOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var idle, loaded []time.Duration
+		for q := (store.Query{}); ; {
+			page, err := st.Runs(context.Background(), q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, r := range page {
+				if r.Posted.IsZero() {
+					continue
+				}
+				switch late := r.Posted.Sub(r.Slot); {
+				case !r.Slot.Before(base) && r.Slot.Before(base.Add(10*time.Second)):
+					idle = append(idle, late)
+				case !r.Slot.Before(base.Add(time.Minute)) && r.Slot.Before(base.Add(70*time.Second)):
+					loaded = append(loaded, late)
+				}
+			}
+			if len(page) < q.PageSize() {
+				break
+			}
+			q.After = store.CursorOf(page[len(page)-1])
+		}
+		st.Close()
+		if len(idle) < jobs*9/10 || len(loaded) < jobs*9/10 {
+			b.Fatalf("runs fired: %d idle, %d loaded, want about %d each", len(idle), len(loaded), jobs)
+		}
+		pct := func(xs []time.Duration, p int) time.Duration {
+			sort.Slice(xs, func(i, j int) bool { return xs[i] < xs[j] })
+			return xs[len(xs)*p/100]
+		}
+		i50, i99, l50, l99 := pct(idle, 50), pct(idle, 99), pct(loaded, 50), pct(loaded, 99)
+		ratio := float64(l99) / float64(max(i99, time.Millisecond))
+		b.Logf(`
+slot -> POST lateness, %d jobs at %d runs/s
+API idle                     p50 %s, p99 %s (%d runs)
+200 clients reading the API  p50 %s, p99 %s (%d runs; %d API answers served, %d failed, in 20 s)
+p99 loaded / idle            %.2f (target <= 2)`,
+			jobs, rate, i50.Round(time.Microsecond), i99.Round(time.Microsecond), len(idle),
+			l50.Round(time.Microsecond), l99.Round(time.Microsecond), len(loaded), served.Load(), refused.Load(), ratio)
+		b.ReportMetric(ratio, "p99-loaded-vs-idle")
 	}
 }

@@ -20,8 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/emulator"
 	"github.com/pbirefresh/pbirefresh/store"
+	"github.com/pbirefresh/pbirefresh/store/sqlite"
 )
 
 // emulatorProcess runs `pbirefresh emulator` and returns its URL, CA file
@@ -113,7 +115,9 @@ func TestKilledDaemonNeverDoublesOrLosesARefresh(t *testing.T) {
 	}
 	state := filepath.Join(dir, "state.db")
 	cfg := filepath.Join(dir, "pbirefresh.yaml")
-	os.WriteFile(cfg, []byte(crashConfig(url, ca, state, true)), 0o600)
+	if err := os.WriteFile(cfg, []byte(crashConfig(url, ca, state, true)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	env := append(os.Environ(), "IDENTITY_ENDPOINT="+url+"/msi/token", "IDENTITY_HEADER=demo-identity-header")
 
 	rng := rand.New(rand.NewPCG(2026, 11))
@@ -132,16 +136,20 @@ func TestKilledDaemonNeverDoublesOrLosesARefresh(t *testing.T) {
 	}
 	// Last start: no new slots, only settle what was left in flight; then a
 	// clean stop.
-	os.WriteFile(cfg, []byte(crashConfig(url, ca, state, false)), 0o600)
+	if err := os.WriteFile(cfg, []byte(crashConfig(url, ca, state, false)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(binary, "run", "--config", cfg)
 	cmd.Env = env
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Signals are handled once the daemon says it started.
-	started := make(chan struct{})
+	// Signals are handled once the daemon says it started. The reader
+	// ends at EOF, when the daemon exits; Wait comes after it.
+	started, readerDone := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(readerDone)
 		sc := bufio.NewScanner(stderr)
 		once := false
 		for sc.Scan() {
@@ -160,7 +168,7 @@ func TestKilledDaemonNeverDoublesOrLosesARefresh(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the daemon did not start")
 	}
-	st, err := store.Open(state)
+	st, err := sqlite.Open(context.Background(), state, sqlite.Options{ReadOnly: true}) // beside the daemon
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +189,7 @@ func TestKilledDaemonNeverDoublesOrLosesARefresh(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
+	<-readerDone
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("clean stop: %v", err)
 	}
@@ -191,7 +200,9 @@ func TestKilledDaemonNeverDoublesOrLosesARefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reqs []emulator.Request
-	json.NewDecoder(res.Body).Decode(&reqs)
+	if err := json.NewDecoder(res.Body).Decode(&reqs); err != nil {
+		t.Fatal(err)
+	}
 	res.Body.Close()
 	created := map[string]bool{}
 	for _, r := range reqs {
@@ -200,15 +211,15 @@ func TestKilledDaemonNeverDoublesOrLosesARefresh(t *testing.T) {
 		}
 	}
 	// The daemon's side.
-	runs, err := st.Runs(ctx, "", 0)
+	runs, err := st.Runs(ctx, store.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	byRefresh := map[string][]store.Run{}
-	statuses := map[string]int{}
+	statuses := map[pbirefresh.Status]int{}
 	for _, r := range runs {
 		statuses[r.Status]++
-		if r.Status == store.Pending || r.Status == store.Running {
+		if r.Status.InFlight() {
 			t.Errorf("run without a final record: %+v", r)
 		}
 		if r.RefreshID != "" {
@@ -231,7 +242,7 @@ func TestKilledDaemonNeverDoublesOrLosesARefresh(t *testing.T) {
 	logsMu.Lock()
 	out := logs.String()
 	logsMu.Unlock()
-	reattached := strings.Count(out, `msg=reattached`)
+	reattached := strings.Count(out, `msg="reattached to refresh"`)
 	settled := strings.Count(out, "interrupted run had not started a refresh")
 	adopted := strings.Count(out, "interrupted run's refresh found in the history")
 	t.Logf("%d kills: %d refreshes created, %d runs recorded %v; %d reattachments, %d killed between POST and record (found in the history), %d killed before any refresh started",

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/configs"
 	"github.com/pbirefresh/pbirefresh/refresh"
 )
@@ -60,9 +60,8 @@ func (c *doctorCmd) Run(ctx context.Context) error {
 		}
 		failed++
 		fmt.Fprintf(c.stdout, "[FAIL] %s\n       %v\n", what, err)
-		var h hinted
-		if errors.As(err, &h) && h.Hint() != "" {
-			fmt.Fprintf(c.stdout, "       fix: %s\n", h.Hint())
+		if h := pbirefresh.Hint(err); h != "" {
+			fmt.Fprintf(c.stdout, "       fix: %s\n", h)
 		}
 		return false
 	}

@@ -6,11 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/pbirefresh/pbirefresh/store"
+	"github.com/pbirefresh/pbirefresh/store/sqlite"
 )
 
 // historyCmd is `pbirefresh history`: the runs in the state database.
@@ -33,6 +33,9 @@ func (c *historyCmd) ParseFlags(args []string) error {
 	if c.output != "text" && c.output != "json" {
 		return usageError("history: --output must be text or json")
 	}
+	if c.limit < 1 {
+		return usageError("history: --limit must be at least 1")
+	}
 	return nil
 }
 
@@ -41,17 +44,26 @@ func (c *historyCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(cfg.State.Path); err != nil {
-		return &exitError{exitCannotWork, fmt.Errorf("no state database at %s: %w", cfg.State.Path, err)}
-	}
-	st, err := store.Open(cfg.State.Path)
+	// Read-only: history never writes, never migrates, and works beside a
+	// running daemon.
+	st, err := sqlite.Open(ctx, cfg.State.Path, sqlite.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	runs, err := st.Runs(ctx, c.job, c.limit)
-	if err != nil {
-		return err
+	var runs []store.Run
+	q := store.Query{Job: c.job, Limit: min(c.limit, store.MaxPage)}
+	for len(runs) < c.limit {
+		page, err := st.Runs(ctx, q)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, page...)
+		if len(page) < q.PageSize() {
+			break
+		}
+		q.After = store.CursorOf(page[len(page)-1])
+		q.Limit = min(c.limit-len(runs), store.MaxPage)
 	}
 	if c.output == "json" {
 		if runs == nil {
@@ -69,6 +81,9 @@ func (c *historyCmd) Run(ctx context.Context) error {
 			dur = r.Ended.Sub(r.Posted).Round(time.Second).String()
 		}
 		detail := r.Error
+		if r.Code != "" {
+			detail = "[" + r.Code + "] " + detail
+		}
 		if detail == "" {
 			detail = r.Note
 		}

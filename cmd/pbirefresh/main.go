@@ -13,10 +13,13 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	// CA roots built into the binary, used where the system has none (a
 	// FROM scratch image); time zones are built in by package configs.
 	_ "golang.org/x/crypto/x509roots/fallback"
+
+	"github.com/pbirefresh/pbirefresh"
 )
 
 // Exit codes are an API: orchestrators alert on them (README "Exit codes").
@@ -26,9 +29,6 @@ const (
 	exitUsage      = 2 // invalid usage or configuration
 	exitCannotWork = 3 // could not start or follow (credentials, permissions, network)
 )
-
-// hinted is an error that carries the next action for the operator.
-type hinted interface{ Hint() string }
 
 // exitError carries an exit code through Run.
 type exitError struct {
@@ -50,11 +50,24 @@ type command interface {
 	Close() error
 }
 
+// oneShotGrace is how long a one-shot command may take to print its result
+// after the first SIGINT or SIGTERM before the process exits anyway.
+const oneShotGrace = 2 * time.Second
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	daemon := len(os.Args) > 1 && (os.Args[1] == "run" || os.Args[1] == "emulator")
 	go func() {
-		<-ctx.Done()
-		stop() // a second signal now ends the process at once
+		sig := <-sigs
+		cancel()
+		signal.Stop(sigs) // a second signal now ends the process at once
+		if !daemon {
+			// One-shot commands stop at the first signal: what waits on
+			// the context returns; anything that does not is cut off.
+			time.AfterFunc(oneShotGrace, func() { os.Exit(128 + int(sig.(syscall.Signal))) })
+		}
 	}()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -122,9 +135,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "pbirefresh: %v\n", err)
 	// A list of problems carries a fix on each line already.
 	var list interface{ Unwrap() []error }
-	var h hinted
-	if !errors.As(err, &list) && errors.As(err, &h) && h.Hint() != "" && !strings.Contains(err.Error(), h.Hint()) {
-		fmt.Fprintf(stderr, "hint: %s\n", h.Hint())
+	if h := pbirefresh.Hint(err); !errors.As(err, &list) && h != "" && !strings.Contains(err.Error(), h) {
+		fmt.Fprintf(stderr, "hint: %s\n", h)
 	}
 	return code
 }
@@ -174,5 +186,6 @@ Usage:
 Exit codes: 0 success (or skipped: busy with when_busy: skip), 1 the refresh
 ended unsuccessfully (failed, cancelled, disabled, timed out, lost), 2 invalid
 usage or config, 3 could not start or follow it (credentials, permissions,
-network, throttled past the deadline, busy with when_busy: fail).
+network, throttled past the deadline, busy with when_busy: fail), 130/143 a
+one-shot command cut off by SIGINT/SIGTERM.
 `

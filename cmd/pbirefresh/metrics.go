@@ -2,12 +2,14 @@ package main
 
 import (
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/refresh"
 	"github.com/pbirefresh/pbirefresh/scheduler"
 )
@@ -81,7 +83,7 @@ func newMetrics(sched func() *scheduler.Scheduler, jobs func() []string) *metric
 
 // observe is the refresh client's hook.
 func (m *metrics) observe(endpoint string, status int) {
-	m.requests.WithLabelValues(endpoint, itoa(status)).Inc()
+	m.requests.WithLabelValues(endpoint, strconv.Itoa(status)).Inc()
 	if status == 429 {
 		m.throttled.Inc()
 	}
@@ -105,25 +107,11 @@ func (m *metrics) ended(job string, res refresh.Result) {
 	if res.RefreshID != "" && !res.End.IsZero() {
 		m.duration.WithLabelValues(job).Observe(res.End.Sub(res.Start).Seconds())
 	}
-	if res.Outcome == refresh.Completed {
+	if res.Outcome == pbirefresh.Completed {
 		end := res.End
 		if end.IsZero() {
 			end = time.Now()
 		}
 		m.lastSuccess.WithLabelValues(job).Set(float64(end.UnixNano()) / 1e9)
 	}
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [8]byte
-	i := len(b)
-	for n > 0 && i > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
 }

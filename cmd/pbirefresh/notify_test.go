@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/notify"
 	"github.com/pbirefresh/pbirefresh/refresh"
 	"github.com/pbirefresh/pbirefresh/store"
+	"github.com/pbirefresh/pbirefresh/store/sqlite"
 )
 
 type hookReceiver struct {
@@ -85,30 +87,30 @@ func TestRecoveryIsTheFirstSuccessAfterFailures(t *testing.T) {
 	rc := &hookReceiver{}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
-	st, err := store.Open(filepath.Join(t.TempDir(), "s.db"))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), sqlite.Options{Daemon: &sqlite.Holder{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	all := map[string]bool{notify.Failure: true, notify.Timeout: true, notify.Lost: true, notify.Recovery: true}
+	all := map[notify.Kind]bool{notify.Failure: true, notify.Timeout: true, notify.Lost: true, notify.Recovery: true}
 	c := &runCmd{store: st, logger: slog.New(slog.DiscardHandler),
 		notifier: notify.New(http.DefaultClient, []notify.Target{{Name: "hook", Type: "webhook", URL: srv.URL, On: all}}, nil)}
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
-	step := func(i int, outcome refresh.Outcome) {
+	step := func(i int, outcome pbirefresh.Status) {
 		slot := t0.Add(time.Duration(i) * time.Hour)
-		id, _ := st.Begin(ctx, "j", slot, store.Scheduled)
-		st.Finish(ctx, id, string(outcome), "r", 1, "", "", "")
+		id, _ := st.Begin(ctx, "j", slot, pbirefresh.Scheduled)
+		st.Finish(ctx, id, store.Outcome{Status: outcome, RefreshID: "r", Polls: 1})
 		c.tell(ctx, "j", slot, id, refresh.Result{Outcome: outcome})
 	}
-	step(0, refresh.Completed) // nothing
-	step(1, refresh.Failed)    // failure
-	st.Record(ctx, "j", t0.Add(90*time.Minute), store.Scheduled, store.Skipped, "overlap")
-	step(2, refresh.Completed) // recovery
-	step(3, refresh.Completed) // nothing
-	step(4, refresh.TimedOut)  // timeout
-	step(5, refresh.Lost)      // lost
-	step(6, refresh.Completed) // recovery
+	step(0, pbirefresh.Completed) // nothing
+	step(1, pbirefresh.Failed)    // failure
+	st.Record(ctx, "j", t0.Add(90*time.Minute), pbirefresh.Scheduled, pbirefresh.Skipped, "overlap")
+	step(2, pbirefresh.Completed) // recovery
+	step(3, pbirefresh.Completed) // nothing
+	step(4, pbirefresh.TimedOut)  // timeout
+	step(5, pbirefresh.Lost)      // lost
+	step(6, pbirefresh.Completed) // recovery
 	c.notifier.Close(ctx)
 	events, _ := rc.snapshot()
 	var kinds []string

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/refresh"
 )
 
@@ -93,9 +94,9 @@ func (c *onceCmd) Run(ctx context.Context) error {
 		printResult(c.stdout, job.Name, res)
 	}
 	switch res.Outcome {
-	case refresh.Completed, refresh.Skipped:
+	case pbirefresh.Completed, pbirefresh.Skipped:
 		return nil
-	case refresh.Error, refresh.QuotaExceeded:
+	case pbirefresh.Error, pbirefresh.QuotaExceeded:
 		return &exitError{exitCannotWork, &silent{res.Err}}
 	}
 	return &exitError{exitUnsuccess, &silent{res.Err}}
@@ -123,6 +124,9 @@ func printResult(w io.Writer, job string, r refresh.Result) {
 	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
+	}
+	if r.Code != "" {
+		fmt.Fprintf(w, "  code: %s\n", r.Code)
 	}
 	for _, m := range r.Messages {
 		fmt.Fprintf(w, "  service: %s\n", m)

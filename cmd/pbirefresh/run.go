@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -20,11 +19,35 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/configs"
 	"github.com/pbirefresh/pbirefresh/notify"
 	"github.com/pbirefresh/pbirefresh/refresh"
 	"github.com/pbirefresh/pbirefresh/scheduler"
 	"github.com/pbirefresh/pbirefresh/store"
+	"github.com/pbirefresh/pbirefresh/store/sqlite"
+)
+
+// stateStore is what the daemon needs of its durable state.
+type stateStore interface {
+	scheduler.Journal
+	Begin(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind) (int64, error)
+	SetRefresh(ctx context.Context, id int64, refreshID string) error
+	Finish(ctx context.Context, id int64, o store.Outcome) error
+	Claimed(ctx context.Context, refreshID string) (bool, error)
+	InFlight(ctx context.Context) ([]store.Run, error)
+	Runs(ctx context.Context, q store.Query) ([]store.Run, error)
+	Durations(ctx context.Context, job string, n int) ([]time.Duration, error)
+	Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error)
+	// Ping fails when the database does not answer or the last write
+	// failed: /readyz reports it.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+var (
+	_ stateStore      = (*sqlite.Store)(nil)
+	_ scheduler.Clock = refresh.SystemClock{}
 )
 
 // runCmd is `pbirefresh run`: the daemon.
@@ -37,14 +60,13 @@ type runCmd struct {
 	started chan struct{}
 
 	env      *env
-	store    *store.Store
+	store    stateStore
 	sched    *scheduler.Scheduler
 	metrics  *metrics
 	notifier *notify.Notifier
 	host     string
+	http     *httpServer
 
-	httpSrv    *http.Server
-	httpAddr   string
 	scheduling atomic.Bool
 	base       context.Context // the daemon's context, for manual runs from the API
 
@@ -53,9 +75,6 @@ type runCmd struct {
 	clients map[string]*refresh.Client
 	wg      sync.WaitGroup // reattached runs
 }
-
-var _ scheduler.Journal = (*store.Store)(nil)
-var _ scheduler.Clock = refresh.SystemClock{}
 
 func (c *runCmd) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -69,10 +88,14 @@ func (c *runCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.store, err = store.Open(cfg.State.Path)
+	c.host, _ = os.Hostname()
+	// The state file is taken first: a foreign, read-only or busy file
+	// stops the start before anything else happens.
+	st, err := sqlite.Open(ctx, cfg.State.Path, sqlite.Options{Daemon: &sqlite.Holder{Host: c.host, PID: os.Getpid(), Version: versionString()}})
 	if err != nil {
 		return err
 	}
+	c.store = st
 	clock := refresh.SystemClock{}
 	c.env, err = newEnv(cfg, c.logger, clock)
 	if err != nil {
@@ -81,7 +104,7 @@ func (c *runCmd) Run(ctx context.Context) error {
 	c.base = ctx
 	c.metrics = newMetrics(func() *scheduler.Scheduler { return c.sched }, c.jobNames)
 	c.env.secrets.OnRead = c.metrics.vaultRead
-	c.sched = scheduler.New(clock, &journal{Store: c.store, m: c.metrics}, c.logger)
+	c.sched = scheduler.New(clock, &journal{stateStore: c.store, m: c.metrics, logger: c.logger}, c.logger)
 	c.sched.MaxInFlight, c.sched.PerKey = cfg.Limits.MaxInFlight, cfg.Limits.PerCredential
 	if err := c.apply(ctx, cfg); err != nil {
 		return err
@@ -126,10 +149,16 @@ func (c *runCmd) Run(ctx context.Context) error {
 	c.sched.Run(ctx)
 	c.scheduling.Store(false)
 	notifySystemd(daemon.SdNotifyStopping)
+	c.shutdown()
+	return nil
+}
 
-	// SIGTERM/SIGINT: no new runs; runs in flight stop following (their
-	// refreshes keep running in Power BI), persist, and the next start
-	// reattaches. Nothing is cancelled in Power BI.
+// shutdown is the one place that owns the order of the stop, after
+// SIGTERM/SIGINT ended scheduling: runs in flight stop following (their
+// refreshes keep running in Power BI, nothing is cancelled) and persist;
+// then the notifier delivers what they queued; then the HTTP server
+// stops; Close shuts the state database last.
+func (c *runCmd) shutdown() {
 	c.mu.Lock()
 	timeout := c.cfg.ShutdownTimeout.D()
 	c.mu.Unlock()
@@ -138,23 +167,26 @@ func (c *runCmd) Run(ctx context.Context) error {
 	defer cancel()
 	done := make(chan struct{})
 	go func() { c.sched.Wait(wctx); c.wg.Wait(); close(done) }()
+	runsEnded := true
 	select {
 	case <-done:
-		c.logger.Info("stopped")
 	case <-wctx.Done():
+		runsEnded = false
 		c.logger.Warn("shutdown timeout passed with runs still persisting; they are resolved at the next start")
 	}
 	if c.notifier != nil {
+		// Runs that outlived the timeout may still try to notify: Send
+		// after Close drops and logs the event.
 		nctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		c.notifier.Close(nctx)
 		cancel()
 	}
-	if c.httpSrv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		c.httpSrv.Shutdown(sctx)
+	if c.http != nil {
+		c.http.shutdown(time.Second)
 	}
-	return nil
+	if runsEnded {
+		c.logger.Info("stopped")
+	}
 }
 
 // startNotifier resolves the targets' URLs (secret references) and starts
@@ -169,7 +201,7 @@ func (c *runCmd) startNotifier(ctx context.Context, cfg *configs.Config) error {
 		if err != nil {
 			return fmt.Errorf("notify target %s: %w", n.Name, err)
 		}
-		on := map[string]bool{}
+		on := map[notify.Kind]bool{}
 		for _, e := range n.On {
 			on[e] = true
 		}
@@ -183,34 +215,33 @@ func (c *runCmd) startNotifier(ctx context.Context, cfg *configs.Config) error {
 		}
 		c.metrics.notifies.WithLabelValues(target, result).Inc()
 	}
-	c.host, _ = os.Hostname()
 	return nil
 }
 
 // tell sends the notification a finished run deserves: failure, timeout,
-// lost, or recovery (the first success after a failure).
+// lost, or recovery (the first success after a run that was not one).
 func (c *runCmd) tell(ctx context.Context, job string, slot time.Time, id int64, res refresh.Result) {
 	if c.notifier == nil {
 		return
 	}
-	kind := ""
+	var kind notify.Kind
 	switch res.Outcome {
-	case refresh.Completed:
-		runs, _ := c.store.Runs(ctx, job, 50)
+	case pbirefresh.Completed:
+		runs, _ := c.store.Runs(ctx, store.Query{Job: job, Limit: 50})
 		for _, r := range runs {
-			if r.ID == id || r.Status == store.Pending || r.Status == store.Running || r.Status == store.Skipped || r.Status == store.Missed {
+			if r.ID == id || !r.Status.Result() {
 				continue
 			}
-			if r.Status != string(refresh.Completed) {
+			if r.Status != pbirefresh.Completed {
 				kind = notify.Recovery
 			}
 			break
 		}
-	case refresh.TimedOut:
+	case pbirefresh.TimedOut:
 		kind = notify.Timeout
-	case refresh.Lost:
+	case pbirefresh.Lost:
 		kind = notify.Lost
-	case refresh.Skipped:
+	case pbirefresh.Skipped:
 	default:
 		kind = notify.Failure
 	}
@@ -218,7 +249,7 @@ func (c *runCmd) tell(ctx context.Context, job string, slot time.Time, id int64,
 		return
 	}
 	c.notifier.Send(notify.Event{Kind: kind, Job: job, Slot: slot, Status: string(res.Outcome), RefreshID: res.RefreshID,
-		Error: res.Error, Hint: res.Hint, Started: res.Start, Ended: res.End, Host: c.host})
+		Error: res.Error, Code: res.Code, Hint: res.Hint, Started: res.Start, Ended: res.End, Host: c.host})
 }
 
 // jobNames lists the configured jobs, for metrics.
@@ -235,16 +266,18 @@ func (c *runCmd) jobNames() []string {
 	return names
 }
 
-// journal counts the slots the scheduler decides without a run.
+// journal is the scheduler's view of the store: it counts the slots the
+// scheduler decides without a run, and says loudly when a write fails.
 type journal struct {
-	*store.Store
-	m *metrics
+	stateStore
+	m      *metrics
+	logger *slog.Logger
 }
 
-func (j *journal) Record(ctx context.Context, job string, slot time.Time, kind, status, note string) error {
-	err := j.Store.Record(ctx, job, slot, kind, status, note)
+func (j *journal) Record(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string) error {
+	err := j.stateStore.Record(ctx, job, slot, kind, status, note)
 	if err == nil {
-		j.m.runs.WithLabelValues(job, status).Inc()
+		j.m.runs.WithLabelValues(job, string(status)).Inc()
 	}
 	return err
 }
@@ -281,12 +314,12 @@ func (c *runCmd) watchdog(ctx context.Context) {
 // scheduler.
 func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 	clients := map[string]*refresh.Client{}
-	for name := range cfg.Credentials {
+	for name, cred := range c.env.creds {
 		cl := c.env.client(name)
 		cl.Observe = c.metrics.observe
 		clients[name] = cl
-		cred := name
-		c.env.creds[name].OnToken = func() { c.metrics.tokens.WithLabelValues(cred).Inc() }
+		name := name
+		cred.OnToken = func() { c.metrics.tokens.WithLabelValues(name).Inc() }
 	}
 	var jobs []scheduler.Job
 	for _, j := range cfg.Jobs {
@@ -295,17 +328,9 @@ func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 			Job       *configs.Job
 			Effective configs.JobSettings
 		}{j, j.Effective})
-		jitter := time.Duration(0)
-		if j.Effective.Jitter != nil {
-			jitter = j.Effective.Jitter.D()
-		}
-		catchUp := time.Duration(0)
-		if j.Effective.CatchUp != nil {
-			catchUp = j.Effective.CatchUp.D()
-		}
 		jobs = append(jobs, scheduler.Job{
 			Name: j.Name, Schedule: j.Parsed, Enabled: *j.Enabled, Overlap: j.Effective.Overlap,
-			CatchUp: catchUp, Jitter: jitter, JitterFixed: j.Effective.JitterMode == "fixed",
+			CatchUp: j.Effective.CatchUp.D(), Jitter: j.Effective.Jitter.D(), JitterMode: j.Effective.JitterMode,
 			LimitKey: j.Credential, Run: c.runFunc(j, clients[j.Credential]), Version: string(version),
 		})
 	}
@@ -331,16 +356,19 @@ func (c *runCmd) reload(ctx context.Context) {
 	if cfg.Cloud != old.Cloud || (cfg.Cloud != "emulator" && cfg.Endpoints != old.Endpoints) || cfg.TLS != old.TLS || cfg.State.Path != old.State.Path {
 		c.logger.Warn("cloud, endpoints, TLS and state.path changes take effect at the next start")
 	}
-	if cfg.HTTP != old.HTTP {
-		c.logger.Warn("http changes take effect at the next start")
+	if cfg.HTTP.Listen != old.HTTP.Listen {
+		c.logger.Warn("http.listen changes take effect at the next start")
 	}
-	cfg.Cloud, cfg.Endpoints, cfg.TLS, cfg.State.Path, cfg.HTTP = old.Cloud, old.Endpoints, old.TLS, old.State.Path, old.HTTP
+	cfg.Cloud, cfg.Endpoints, cfg.TLS, cfg.State.Path, cfg.HTTP.Listen = old.Cloud, old.Endpoints, old.TLS, old.State.Path, old.HTTP.Listen
+	if c.http != nil {
+		if err := c.http.loadToken(cfg.HTTP.TokenFile); err != nil {
+			c.logger.Error("reload refused; keeping the running configuration", "error", err)
+			return
+		}
+	}
 	notifySystemd(daemon.SdNotifyReloading)
 	defer notifySystemd(daemon.SdNotifyReady)
-	if err := c.env.setCredentials(cfg); err != nil {
-		c.logger.Error("reload refused; keeping the running configuration", "error", err)
-		return
-	}
+	c.env.setCredentials(cfg)
 	if err := c.apply(ctx, cfg); err != nil {
 		c.logger.Error("reload failed", "error", err)
 		return
@@ -359,26 +387,46 @@ func (c *runCmd) prune(ctx context.Context) {
 	}
 }
 
+// storeFailed says loudly that the state database refused a write: runs
+// cannot be recorded, so /readyz fails until a write succeeds again.
+func (c *runCmd) storeFailed(what, job string, err error) {
+	c.logger.Error("STATE DATABASE WRITE FAILED: "+what+"; /readyz fails until a write succeeds", "job", job, "error", err, "hint", pbirefresh.Hint(err))
+}
+
+// policy is a job's refresh policy for one run, with the job's recent
+// durations from the store and a logger that names the job and slot.
+func (c *runCmd) policy(ctx context.Context, job *configs.Job, slot time.Time) (refresh.Dataset, refresh.Options, refresh.Policy) {
+	ds, opts, pol := jobRequest(job)
+	pol.Claimed = c.claimed
+	pol.Logger = c.logger.With("job", job.Name, "slot", slot)
+	if d, err := c.store.Durations(ctx, job.Name, 5); err == nil {
+		pol.Durations = d
+	}
+	return ds, opts, pol
+}
+
 // runFunc is one slot of a job: record it, start the refresh, record its
 // id the moment it is known, follow it, record the outcome.
 func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.RunFunc {
-	return func(ctx context.Context, slot time.Time, kind string) error {
+	return func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) error {
 		id, err := c.store.Begin(ctx, job.Name, slot, kind)
 		if errors.Is(err, store.ErrDuplicate) {
 			c.logger.Info("slot already recorded; not triggered again", "job", job.Name, "slot", slot)
 			return nil
 		}
 		if err != nil {
+			if ctx.Err() == nil {
+				c.storeFailed("a run could not be recorded, so its refresh was not started", job.Name, err)
+			}
 			return fmt.Errorf("record run of %s: %w", job.Name, err)
 		}
 		c.metrics.inFlight.Inc()
 		defer c.metrics.inFlight.Dec()
-		ds, opts, pol := jobRequest(job)
-		pol.Claimed = c.claimed
+		ds, opts, pol := c.policy(ctx, job, slot)
 		persist := context.WithoutCancel(ctx)
 		pol.Started = func(rf refresh.Refresh) {
 			if err := c.store.SetRefresh(persist, id, rf.ID); err != nil {
-				c.logger.Error("record refresh id", "job", job.Name, "refresh_id", rf.ID, "error", err)
+				c.storeFailed("a refresh id could not be recorded", job.Name, err)
 			}
 		}
 		res := client.Run(ctx, ds, opts, pol, nil)
@@ -390,17 +438,17 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 // finish records an outcome, unless shutdown interrupted the run: then the
 // record stays pending or running for the next start to resolve.
 func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int64, res refresh.Result) {
-	if ctx.Err() != nil && res.Outcome == refresh.Error {
+	if ctx.Err() != nil && res.Outcome == pbirefresh.Error {
 		c.logger.Info("run interrupted by shutdown; the next start reattaches", "job", job, "slot", slot, "refresh_id", res.RefreshID)
 		return
 	}
-	if err := c.store.Finish(context.WithoutCancel(ctx), id, string(res.Outcome), res.RefreshID, res.Polls, res.Error, res.Hint, res.Note); err != nil {
-		c.logger.Error("record outcome", "job", job, "error", err)
+	o := store.Outcome{Status: res.Outcome, RefreshID: res.RefreshID, Polls: res.Polls, Error: res.Error, Code: res.Code, Hint: res.Hint,
+		Note: res.Note, ServiceStart: res.ServiceStart, ServiceEnd: res.ServiceEnd}
+	if err := c.store.Finish(context.WithoutCancel(ctx), id, o); err != nil {
+		c.storeFailed("a run's outcome could not be recorded", job, err)
 	}
 	c.metrics.ended(job, res)
 	c.tell(context.WithoutCancel(ctx), job, slot, id, res)
-	// The refresh package already logged the outcome with its details.
-	c.logger.Debug("run recorded", "job", job, "slot", slot, "status", res.Outcome, "refresh_id", res.RefreshID)
 }
 
 // reattach follows the runs left in flight by an earlier process: running
@@ -410,22 +458,21 @@ func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int6
 func (c *runCmd) reattach(ctx context.Context) {
 	runs, err := c.store.InFlight(ctx)
 	if err != nil {
-		c.logger.Error("read runs in flight", "error", err)
+		c.logger.Error("read runs in flight", "error", err, "hint", pbirefresh.Hint(err))
 		return
 	}
 	c.mu.Lock()
 	cfg, clients := c.cfg, c.clients
 	c.mu.Unlock()
+	persist := context.WithoutCancel(ctx)
 	for _, r := range runs {
 		job := cfg.Job(r.Job)
-		persist := context.WithoutCancel(ctx)
 		if job == nil {
-			c.store.Finish(persist, r.ID, string(refresh.Error), "", 0, "the job is no longer in the configuration", "its refresh, if any, was not followed", "")
+			c.store.Finish(persist, r.ID, store.Outcome{Status: pbirefresh.Error, Error: "the job is no longer in the configuration", Hint: "its refresh, if any, was not followed"})
 			continue
 		}
 		client := clients[job.Credential]
-		ds, opts, pol := jobRequest(job)
-		pol.Claimed = c.claimed
+		ds, opts, pol := c.policy(ctx, job, r.Slot)
 		release := c.sched.Hold(r.Job)
 		c.wg.Add(1)
 		c.metrics.inFlight.Inc()
@@ -434,16 +481,16 @@ func (c *runCmd) reattach(ctx context.Context) {
 			defer release()
 			defer c.metrics.inFlight.Dec()
 			rf := refresh.Refresh{Dataset: ds, ID: r.RefreshID, Enhanced: opts.Enhanced, Posted: r.Posted}
-			if r.Status == store.Pending {
+			if r.Status == pbirefresh.Pending {
 				found, err := client.FindStarted(ctx, ds, r.Posted, pol)
 				if err != nil {
 					if ctx.Err() == nil {
-						c.store.Finish(persist, r.ID, string(refresh.Error), "", 0, "could not settle an interrupted run: "+err.Error(), "", "")
+						c.store.Finish(persist, r.ID, store.Outcome{Status: pbirefresh.Error, Error: "could not settle an interrupted run: " + err.Error(), Hint: pbirefresh.Hint(err)})
 					}
 					return
 				}
 				if found == "" {
-					c.store.Finish(persist, r.ID, string(refresh.Error), "", 0, "interrupted before Power BI started a refresh", "nothing to do: the next slot runs as usual", "")
+					c.store.Finish(persist, r.ID, store.Outcome{Status: pbirefresh.Error, Error: "interrupted before Power BI started a refresh", Hint: "nothing to do: the next slot runs as usual"})
 					c.logger.Info("interrupted run had not started a refresh", "job", r.Job, "slot", r.Slot)
 					return
 				}
@@ -451,7 +498,6 @@ func (c *runCmd) reattach(ctx context.Context) {
 				rf.ID = found
 				c.logger.Info("interrupted run's refresh found in the history", "job", r.Job, "slot", r.Slot, "refresh_id", found)
 			}
-			c.logger.Info("reattached", "job", r.Job, "slot", r.Slot, "refresh_id", rf.ID)
 			res := client.Follow(ctx, rf, pol)
 			c.finish(ctx, r.Job, r.Slot, r.ID, res)
 		}(r)

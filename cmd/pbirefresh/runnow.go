@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/pbirefresh/pbirefresh"
 )
 
 // runNowCmd is `pbirefresh run-now`: ask the running daemon for a manual
@@ -58,7 +60,7 @@ func (c *runNowCmd) Run(ctx context.Context) error {
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(b)))
 	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
 	if err != nil {
-		return &exitError{exitCannotWork, &hintErr{fmt.Errorf("ask the daemon at %s: %w", cfg.HTTP.Listen, err), "is `pbirefresh run` running with this config?"}}
+		return &exitError{exitCannotWork, pbirefresh.WithHint(fmt.Errorf("ask the daemon at %s: %w", cfg.HTTP.Listen, err), "is `pbirefresh run` running with this config?")}
 	}
 	defer res.Body.Close()
 	var body map[string]any
@@ -69,6 +71,8 @@ func (c *runNowCmd) Run(ctx context.Context) error {
 		return nil
 	case http.StatusNotFound:
 		return usageError("the daemon has no job %q", c.job)
+	case http.StatusConflict:
+		return &exitError{exitCannotWork, fmt.Errorf("the daemon refused: %v", body["error"])}
 	default:
 		return &exitError{exitCannotWork, fmt.Errorf("the daemon answered %d: %v", res.StatusCode, body["error"])}
 	}

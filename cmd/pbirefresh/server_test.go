@@ -68,6 +68,8 @@ func TestHTTPServerMetricsAPIAndStatusPage(t *testing.T) {
 			for _, j := range paused {
 				s = strings.Replace(s, "  - name: "+j+" ", "  - enabled: false\n    name: "+j+" ", 1)
 			}
+			// An on-demand job, for run-now.
+			s = strings.Replace(s, "\njobs:\n", "\njobs:\n  - {name: adhoc, credential: demo, workspace_id: c0ffee00-0000-4000-8000-000000000102, dataset_id: c0ffee00-0000-4000-8000-000000000205}\n", 1)
 			return s + fmt.Sprintf("\nhttp: {listen: %s, token_file: %s}\n", addr, tokenFile)
 		})
 	}
@@ -160,20 +162,20 @@ func TestHTTPServerMetricsAPIAndStatusPage(t *testing.T) {
 	if res.StatusCode != 401 {
 		t.Fatalf("POST without token: %d", res.StatusCode)
 	}
-	if r := runBinary(t, nil, "run-now", "--config", cfg, "--job", "team"); r.code != 0 || !strings.Contains(r.stdout, "manual run of team accepted") {
+	if r := runBinary(t, nil, "run-now", "--config", cfg, "--job", "adhoc"); r.code != 0 || !strings.Contains(r.stdout, "manual run of adhoc accepted") {
 		t.Fatalf("run-now: %+v", r)
 	}
 	if r := runBinary(t, nil, "run-now", "--config", cfg, "--job", "nope"); r.code != 2 {
 		t.Fatalf("run-now unknown job: %+v", r)
 	}
-	w.waitFor(t, 0, 20*time.Second, "run fired", "job=team", "kind=manual")
+	w.waitFor(t, 0, 20*time.Second, "run fired", "job=adhoc", "kind=manual")
 
 	// The status page.
 	code, page := get(t, base+"/")
 	if code != 200 || !strings.Contains(page, `id="job-sales"`) || !strings.Contains(page, `<svg class="chart"`) || !strings.Contains(page, "viewport") {
 		t.Fatalf("status page: %d %.300s", code, page)
 	}
-	for _, j := range []string{"finance", "inventory", "team", "payroll", "forecast"} {
+	for _, j := range []string{"finance", "inventory", "team", "payroll", "forecast", "adhoc"} {
 		if !strings.Contains(page, `id="job-`+j+`"`) {
 			t.Errorf("status page lacks job %s", j)
 		}

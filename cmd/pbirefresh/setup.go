@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ type env struct {
 	emu     *emulator.Emulator // cloud: emulator only
 	secrets *secrets.Store
 	creds   map[string]*refresh.Credential
+	defs    map[string]configs.Credential // what each of creds was built from
 }
 
 // loadConfig wraps configuration errors with exit code 2.
@@ -98,19 +100,24 @@ func newEnv(cfg *configs.Config, logger *slog.Logger, clock refresh.Clock) (*env
 	e.secrets.Now = clock.Now
 	e.secrets.Logger = logger
 
-	if err := e.setCredentials(cfg); err != nil {
-		e.Close()
-		return nil, err
-	}
+	e.setCredentials(cfg)
 	return e, nil
 }
 
-// setCredentials builds a token source per credential of cfg.
-func (e *env) setCredentials(cfg *configs.Config) error {
+// setCredentials builds a token source per credential of cfg. A reload
+// keeps the source of a credential whose definition did not change, with
+// its token: a reload costs no new token.
+func (e *env) setCredentials(cfg *configs.Config) {
 	creds := map[string]*refresh.Credential{}
+	defs := map[string]configs.Credential{}
 	hc := e.http
 	auth := refresh.Authority{Host: cfg.Endpoints.AuthorityHost, Scope: cfg.Endpoints.PowerBIScope, InstanceDiscovery: cfg.Endpoints.InstanceDiscovery}
 	for name, cr := range cfg.Credentials {
+		defs[name] = *cr
+		if old, ok := e.creds[name]; ok && reflect.DeepEqual(e.defs[name], *cr) {
+			creds[name] = old
+			continue
+		}
 		var c *refresh.Credential
 		switch {
 		case cr.ClientSecret != nil:
@@ -123,8 +130,7 @@ func (e *env) setCredentials(cfg *configs.Config) error {
 		c.Clock, c.Logger = e.clock, e.logger
 		creds[name] = c
 	}
-	e.cfg, e.creds = cfg, creds
-	return nil
+	e.cfg, e.creds, e.defs = cfg, creds, defs
 }
 
 // ref renders a secret reference; with cloud: emulator a Key Vault

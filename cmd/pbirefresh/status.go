@@ -7,11 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/store"
 )
 
 // statusTmpl is the status page: server-rendered, no external assets,
-// readable on a phone.
+// readable on a phone. html/template escapes every value for its context
+// (text, attribute, the chart's SVG).
 var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 	"when": func(t *time.Time) string {
 		if t == nil {
@@ -22,6 +24,7 @@ var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 	"ts":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"dur":   runDuration,
 	"chart": chart,
+	"class": statusClass,
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -38,20 +41,30 @@ h1{font-size:1.3rem;margin:.2rem 0 1rem}
 table{border-collapse:collapse;width:100%;font-size:.85rem;margin-top:.5rem}
 td,th{text-align:left;padding:.2rem .4rem;border-top:1px solid #eef0f3;white-space:nowrap;vertical-align:top}
 td.detail{white-space:normal;min-width:14rem;color:#5b6574}
+.hint{color:#1d2430}
 .scroll{overflow-x:auto}
 svg{max-width:100%;height:auto;display:block;margin-top:.5rem}
 </style></head><body>
 <h1>pbirefresh <span class="meta">{{.Now}}</span></h1>
 {{range .Jobs}}<section class="job" id="job-{{.Name}}">
-<h2>{{.Name}} {{if .LastStatus}}<span class="s s-{{.LastStatus}}">{{.LastStatus}}</span>{{end}}{{if not .Enabled}} <span class="s">paused</span>{{end}}</h2>
+<h2>{{.Name}} {{if .LastStatus}}<span class="s s-{{class .LastStatus}}">{{.LastStatus}}</span>{{end}}{{if not .Enabled}} <span class="s">paused</span>{{end}}</h2>
 <div class="meta">{{if .Schedule}}<code>{{.Schedule}}</code> ({{.Timezone}}) · next run {{when .NextRun}}{{if .NextNote}} ({{.NextNote}}){{end}}{{else}}on demand only{{end}} · {{.Refresh}} refresh</div>
 {{chart .Recent}}
 {{if .Recent}}<div class="scroll"><table><tr><th>slot (UTC)</th><th>kind</th><th>status</th><th>duration</th><th>detail</th></tr>
-{{range .Recent}}<tr><td>{{ts .Slot}}</td><td>{{.Kind}}</td><td><span class="s s-{{.Status}}">{{.Status}}</span></td><td>{{dur .}}</td><td class="detail">{{if .Error}}{{.Error}}{{else}}{{.Note}}{{end}}</td></tr>
+{{range .Recent}}<tr><td>{{ts .Slot}}</td><td>{{.Kind}}</td><td><span class="s s-{{class .Status}}">{{.Status}}</span></td><td>{{dur .}}</td><td class="detail">{{if .Error}}{{.Error}}{{if .Code}} [{{.Code}}]{{end}}{{if .Note}}<br>{{.Note}}{{end}}{{if .Hint}}<br><span class="hint">fix: {{.Hint}}</span>{{end}}{{else}}{{.Note}}{{end}}</td></tr>
 {{end}}</table></div>{{else}}<p class="meta">no runs yet</p>{{end}}
 </section>
 {{else}}<p>No jobs configured.</p>{{end}}
 </body></html>`))
+
+// statusClass is a status as a CSS class name: only the vocabulary's
+// words, anything else is "other".
+func statusClass(s pbirefresh.Status) string {
+	if pbirefresh.Valid(s, pbirefresh.Statuses()) {
+		return string(s)
+	}
+	return "other"
+}
 
 func runDuration(r store.Run) string {
 	if r.Posted.IsZero() || r.Ended.IsZero() {
@@ -60,14 +73,14 @@ func runDuration(r store.Run) string {
 	return r.Ended.Sub(r.Posted).Round(time.Second).String()
 }
 
-var statusColors = map[string]string{
-	"completed": "#1f8a4c", "failed": "#c62f2f", "error": "#c62f2f", "cancelled": "#c62f2f", "lost": "#c62f2f",
-	"quota_exceeded": "#c62f2f", "timed_out": "#d67a00", "running": "#2f6fc6", "pending": "#2f6fc6",
+var statusColors = map[pbirefresh.Status]string{
+	pbirefresh.Completed: "#1f8a4c", pbirefresh.Failed: "#c62f2f", pbirefresh.Error: "#c62f2f", pbirefresh.Cancelled: "#c62f2f", pbirefresh.Lost: "#c62f2f",
+	pbirefresh.QuotaExceeded: "#c62f2f", pbirefresh.TimedOut: "#d67a00", pbirefresh.Running: "#2f6fc6", pbirefresh.Pending: "#2f6fc6",
 }
 
 // chart draws the recent runs, oldest left: bar height is the duration,
 // colour the outcome; runs without a refresh (skipped, missed) are short
-// grey ticks.
+// grey ticks. Every value from the database is escaped.
 func chart(runs []store.Run) template.HTML {
 	if len(runs) == 0 {
 		return ""
@@ -95,8 +108,9 @@ func chart(runs []store.Run) template.HTML {
 		if !ok {
 			color = "#8a94a3"
 		}
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"><title>%s %s %s</title></rect>`,
-			x, h-bar+1, bw, bar, color, template.HTMLEscapeString(r.Slot.UTC().Format("2006-01-02 15:04:05")), r.Status, runDuration(r))
+		title := r.Slot.UTC().Format("2006-01-02 15:04:05") + " " + string(r.Status) + " " + runDuration(r)
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"><title>%s</title></rect>`,
+			x, h-bar+1, bw, bar, color, template.HTMLEscapeString(title))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
@@ -110,5 +124,6 @@ func (c *runCmd) statusPage(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	statusTmpl.Execute(w, map[string]any{"Jobs": views, "Now": time.Now().UTC().Format("2006-01-02 15:04:05 UTC")})
 }

@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -7,58 +7,15 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
-	_ "modernc.org/sqlite"
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+
+	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/store"
 )
-
-// Kinds of run.
-const (
-	Scheduled = "scheduled"
-	CatchUp   = "catch-up"
-	Manual    = "manual"
-)
-
-// Statuses a run passes through. Pending: recorded, POST not yet known to
-// have reached the service. Running: the refresh id is known. The rest are
-// final (the refresh package's outcomes, plus skipped and missed).
-const (
-	Pending = "pending"
-	Running = "running"
-	Missed  = "missed"
-	Skipped = "skipped"
-)
-
-// ErrDuplicate: the (job, slot) pair is already recorded.
-var ErrDuplicate = errors.New("this job's slot is already recorded")
-
-// Error is a store failure with the operator's fix.
-type Error struct {
-	Err  error
-	hint string
-}
-
-func (e *Error) Error() string { return e.Err.Error() }
-func (e *Error) Unwrap() error { return e.Err }
-
-// Hint names the fix.
-func (e *Error) Hint() string { return e.hint }
-
-// Run is one recorded run.
-type Run struct {
-	ID        int64     `json:"id"`
-	Job       string    `json:"job"`
-	Slot      time.Time `json:"slot"`
-	Kind      string    `json:"kind"`
-	Status    string    `json:"status"`
-	RefreshID string    `json:"refresh_id,omitempty"`
-	Posted    time.Time `json:"posted,omitzero"`
-	Ended     time.Time `json:"ended,omitzero"`
-	Polls     int       `json:"polls,omitempty"`
-	Error     string    `json:"error,omitempty"`
-	Hint      string    `json:"hint,omitempty"`
-	Note      string    `json:"note,omitempty"`
-}
 
 // migrations[i] brings the schema from version i to i+1.
 var migrations = []string{
@@ -78,6 +35,39 @@ var migrations = []string{
 		UNIQUE (job, slot)
 	);
 	CREATE INDEX runs_status ON runs (status);`,
+	// Version 2: the service's error code and times, indexes for paging and
+	// for refresh ids, the daemon holding the file, and our application id.
+	`ALTER TABLE runs ADD COLUMN code TEXT NOT NULL DEFAULT '';
+	ALTER TABLE runs ADD COLUMN service_start INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE runs ADD COLUMN service_end INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX runs_slot ON runs (slot, id);
+	CREATE INDEX runs_refresh ON runs (refresh_id) WHERE refresh_id != '';
+	CREATE TABLE daemon (
+		id      INTEGER PRIMARY KEY CHECK (id = 1),
+		host    TEXT    NOT NULL,
+		pid     INTEGER NOT NULL,
+		version TEXT    NOT NULL,
+		started INTEGER NOT NULL
+	);
+	PRAGMA application_id = ` + fmt.Sprint(applicationID) + `;`,
+}
+
+// Holder names the daemon that writes a state file; another daemon
+// refuses to start on it and names this one.
+type Holder struct {
+	Host    string
+	PID     int
+	Version string
+}
+
+// Options say how to open a state file.
+type Options struct {
+	// ReadOnly opens without writing a byte: no migration, no lock
+	// (history, next). It works beside a running daemon.
+	ReadOnly bool
+	// Daemon, when set, takes the file for this process: a second daemon
+	// on the same file refuses to start. Read-write opens need it.
+	Daemon *Holder
 }
 
 // Store is an open state database. It is safe for concurrent use.
@@ -85,91 +75,230 @@ type Store struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
-	db   *sql.DB
-	path string
+	path    string
+	version int     // schema version of the file
+	w       *sql.DB // the one writer connection (nil when read-only)
+	r       *sql.DB // readers, never waiting behind the writer (WAL)
+	lock    *os.File
 	// Statements on the hot path, prepared once.
 	begin, setRefresh, finish *sql.Stmt
+
+	mu       sync.Mutex
+	writeErr error // the last write's error, nil after a success
 }
 
-// Open opens (creating if needed) the database at path and migrates it.
-func Open(path string) (*Store, error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return nil, &Error{fmt.Errorf("state path %s is a directory", path), "set state.path to a file, e.g. /var/lib/pbirefresh/state.db"}
-	}
-	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
+// Open opens the state database at path. Nothing is written to a file that
+// is not a pbirefresh database (it is recognised by its application id,
+// or, for the first schema, by its tables) or that a newer pbirefresh
+// wrote; a read-only open writes nothing at all.
+func Open(ctx context.Context, path string, o Options) (*Store, error) {
+	exists, err := inspect(path)
 	if err != nil {
-		return nil, &Error{fmt.Errorf("open state %s: %w", path, err), "check state.path"}
-	}
-	// One connection: SQLite serialises writers anyway, and this avoids
-	// SQLITE_BUSY between our own goroutines.
-	db.SetMaxOpenConns(1)
-	s := &Store{db: db, path: path}
-	if err := s.migrate(); err != nil {
-		db.Close()
 		return nil, err
+	}
+	version := 0
+	switch {
+	case !exists && o.ReadOnly:
+		return nil, pbirefresh.WithHint(fmt.Errorf("no state database at %s", path), "the daemon creates it at its first start: check state.path, or run `pbirefresh run` once")
+	case exists:
+		var ours bool
+		if ours, version, err = identify(ctx, path); err != nil {
+			return nil, err
+		}
+		if !ours {
+			return nil, foreign(path)
+		}
+	}
+	if version > len(migrations) {
+		return nil, pbirefresh.WithHint(fmt.Errorf("state %s has schema version %d, newer than this pbirefresh supports (%d)", path, version, len(migrations)), hintNewer)
+	}
+	s := &Store{path: path, version: version}
+	if o.ReadOnly {
+		if err := s.openReaders(ctx); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	if o.Daemon == nil {
+		return nil, errors.New("sqlite.Open: a read-write open needs Options.Daemon")
+	}
+	if err := writable(path); err != nil {
+		return nil, err
+	}
+	if err := s.takeLock(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openWriter(ctx, *o.Daemon); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.openReaders(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// takeLock holds an exclusive flock on the database file for the life of
+// the process (the kernel releases it if the process dies, so no lock is
+// ever stale). SQLite's own locks are fcntl locks, independent of it.
+func (s *Store) takeLock(ctx context.Context) error {
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return classify(s.path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("lock state %s: %w", s.path, err)
+		}
+		holder := "another process"
+		if h, ok := s.holder(ctx); ok {
+			holder = fmt.Sprintf("pbirefresh %s (pid %d on host %s, since %s)", h.Version, h.PID, h.Host, h.started.Format(time.RFC3339))
+		}
+		return pbirefresh.WithHint(fmt.Errorf("state %s is in use by %s", s.path, holder),
+			"stop that daemon first (systemctl stop pbirefresh), or give this one its own state.path; `pbirefresh history` and `next` work beside a running daemon")
+	}
+	s.lock = f
+	return nil
+}
+
+type holderRow struct {
+	Holder
+	started time.Time
+}
+
+// holder reads who holds the file, read-only.
+func (s *Store) holder(ctx context.Context) (holderRow, bool) {
+	if s.version < 2 {
+		return holderRow{}, false
+	}
+	db, err := sql.Open("sqlite", dsn(s.path, true))
+	if err != nil {
+		return holderRow{}, false
+	}
+	defer db.Close()
+	var h holderRow
+	var started int64
+	err = db.QueryRowContext(ctx, `SELECT host, pid, version, started FROM daemon WHERE id = 1`).Scan(&h.Host, &h.PID, &h.Version, &started)
+	h.started = fromNanos(started)
+	return h, err == nil
+}
+
+func (s *Store) openWriter(ctx context.Context, h Holder) error {
+	w, err := sql.Open("sqlite", dsn(s.path, false))
+	if err != nil {
+		return classify(s.path, err)
+	}
+	// One writer connection: SQLite serialises writers anyway, and this
+	// avoids SQLITE_BUSY between our own goroutines.
+	w.SetMaxOpenConns(1)
+	s.w = w
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	if _, err := w.ExecContext(ctx, `INSERT INTO daemon (id, host, pid, version, started) VALUES (1, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, version = excluded.version, started = excluded.started`,
+		h.Host, h.PID, h.Version, nanos(s.now())); err != nil {
+		return classify(s.path, err)
 	}
 	for _, p := range []struct {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&s.begin, `INSERT INTO runs (job, slot, kind, status, posted, note) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&s.begin, `INSERT INTO runs (job, slot, kind, status, posted, ended, note) VALUES (?, ?, ?, ?, ?, ?, ?)`},
 		{&s.setRefresh, `UPDATE runs SET refresh_id = ?, status = ? WHERE id = ?`},
 		{&s.finish, `UPDATE runs SET status = ?, refresh_id = CASE WHEN ? = '' THEN refresh_id ELSE ? END,
-			ended = ?, polls = polls + ?, error = ?, hint = ?, note = ? WHERE id = ?`},
+			ended = ?, polls = polls + ?, error = ?, code = ?, hint = ?, note = ?, service_start = ?, service_end = ? WHERE id = ?`},
 	} {
-		if *p.stmt, err = db.Prepare(p.sql); err != nil {
-			db.Close()
-			return nil, &Error{fmt.Errorf("prepare state statements: %w", err), ""}
-		}
-	}
-	return s, nil
-}
-
-func (s *Store) migrate() error {
-	var version int
-	if err := s.db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
-		return &Error{fmt.Errorf("state %s is not a pbirefresh database: %w", s.path, err),
-			"move the file away (it is left untouched) or set state.path to another file"}
-	}
-	if version > len(migrations) {
-		return &Error{fmt.Errorf("state %s has schema version %d, newer than this pbirefresh supports (%d)", s.path, version, len(migrations)),
-			"run the newer pbirefresh that wrote it, or set state.path to another file; the database is left untouched"}
-	}
-	for v := version; v < len(migrations); v++ {
-		tx, err := s.db.Begin()
-		if err != nil {
-			return &Error{fmt.Errorf("migrate state %s: %w", s.path, err), "check that the state directory is writable"}
-		}
-		if _, err := tx.Exec(migrations[v]); err != nil {
-			tx.Rollback()
-			return &Error{fmt.Errorf("migrate state %s to version %d: %w", s.path, v+1, err), "check that the state directory is writable"}
-		}
-		if _, err := tx.Exec(fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
-			tx.Rollback()
-			return &Error{fmt.Errorf("migrate state %s: %w", s.path, err), ""}
-		}
-		if err := tx.Commit(); err != nil {
-			return &Error{fmt.Errorf("migrate state %s: %w", s.path, err), "check that the state directory is writable"}
+		if *p.stmt, err = w.PrepareContext(ctx, p.sql); err != nil {
+			return classify(s.path, err)
 		}
 	}
 	return nil
 }
 
-// Ping checks that the database answers.
-func (s *Store) Ping(ctx context.Context) error {
+func (s *Store) openReaders(ctx context.Context) error {
+	r, err := sql.Open("sqlite", dsn(s.path, true))
+	if err != nil {
+		return classify(s.path, err)
+	}
+	r.SetMaxOpenConns(4)
+	s.r = r
 	var n int
-	return s.db.QueryRowContext(ctx, "SELECT 1").Scan(&n)
+	if err := r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&n); err != nil {
+		return classify(s.path, err)
+	}
+	return nil
 }
 
-// Close closes the database.
+func (s *Store) migrate(ctx context.Context) error {
+	for v := s.version; v < len(migrations); v++ {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return classify(s.path, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return classify(s.path, fmt.Errorf("migrate to schema version %d: %w", v+1, err))
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			tx.Rollback()
+			return classify(s.path, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return classify(s.path, err)
+		}
+		s.version = v + 1
+	}
+	return nil
+}
+
+// Ping checks that the database answers and that the last write
+// succeeded: a daemon whose writes fail cannot record runs.
+func (s *Store) Ping(ctx context.Context) error {
+	s.mu.Lock()
+	werr := s.writeErr
+	s.mu.Unlock()
+	if werr != nil {
+		return werr
+	}
+	var n int
+	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&n)
+}
+
+// wrote notes a write's result for Ping.
+func (s *Store) wrote(err error) error {
+	if errors.Is(err, store.ErrDuplicate) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	if err != nil {
+		err = classify(s.path, err)
+	}
+	s.mu.Lock()
+	s.writeErr = err
+	s.mu.Unlock()
+	return err
+}
+
+// Close closes the database and releases the file.
 func (s *Store) Close() error {
 	for _, st := range []*sql.Stmt{s.begin, s.setRefresh, s.finish} {
 		if st != nil {
 			st.Close()
 		}
 	}
-	return s.db.Close()
+	var err error
+	if s.r != nil {
+		err = s.r.Close()
+	}
+	if s.w != nil {
+		err = errors.Join(err, s.w.Close())
+	}
+	if s.lock != nil {
+		err = errors.Join(err, s.lock.Close())
+	}
+	return err
 }
 
 func (s *Store) now() time.Time {
@@ -197,49 +326,63 @@ func isUnique(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
+// errReadOnly: a write on a store opened read-only.
+var errReadOnly = errors.New("the state database is open read-only")
+
+// direct is the connection for reads on the run path: the writer's (it
+// sees its own writes at once), or the readers' when read-only.
+func (s *Store) direct() *sql.DB {
+	if s.w != nil {
+		return s.w
+	}
+	return s.r
+}
+
 // insert records a run. The (job, slot) index keeps it unique and also
 // answers LastSlot, so this is one statement, one implicit transaction.
-func (s *Store) insert(ctx context.Context, job string, slot time.Time, kind, status, note string, posted time.Time) (int64, error) {
-	res, err := s.begin.ExecContext(ctx, job, nanos(slot), kind, status, nanos(posted), note)
+func (s *Store) insert(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string, posted, ended time.Time) (int64, error) {
+	if s.w == nil {
+		return 0, errReadOnly
+	}
+	res, err := s.begin.ExecContext(ctx, job, nanos(slot), string(kind), string(status), nanos(posted), nanos(ended), note)
 	if isUnique(err) {
-		return 0, ErrDuplicate
+		return 0, store.ErrDuplicate
 	}
 	if err != nil {
-		return 0, err
+		return 0, s.wrote(err)
 	}
+	s.wrote(nil)
 	return res.LastInsertId()
 }
 
 // Begin records a run about to POST. ErrDuplicate means the slot was
 // already taken: do not trigger it.
-func (s *Store) Begin(ctx context.Context, job string, slot time.Time, kind string) (int64, error) {
-	return s.insert(ctx, job, slot, kind, Pending, "", s.now())
+func (s *Store) Begin(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind) (int64, error) {
+	return s.insert(ctx, job, slot, kind, pbirefresh.Pending, "", s.now(), time.Time{})
 }
 
 // Record writes a slot decided without a refresh: skipped or missed.
-func (s *Store) Record(ctx context.Context, job string, slot time.Time, kind, status, note string) error {
-	now := s.now()
-	id, err := s.insert(ctx, job, slot, kind, status, note, time.Time{})
-	if err != nil {
-		return err
-	}
-	_, err = s.db.ExecContext(ctx, `UPDATE runs SET ended = ? WHERE id = ?`, nanos(now), id)
+func (s *Store) Record(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string) error {
+	_, err := s.insert(ctx, job, slot, kind, status, note, time.Time{}, s.now())
 	return err
 }
 
 // Fail marks the run of a slot as an error with a note: the recorded run
 // if there is one (still pending or running), a new record otherwise.
-func (s *Store) Fail(ctx context.Context, job string, slot time.Time, kind, note string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE runs SET status = 'error', note = ?, ended = ? WHERE job = ? AND slot = ? AND status IN (?, ?)`,
-		note, nanos(s.now()), job, nanos(slot), Pending, Running)
+func (s *Store) Fail(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, note string) error {
+	if s.w == nil {
+		return errReadOnly
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE runs SET status = ?, note = ?, ended = ? WHERE job = ? AND slot = ? AND status IN (?, ?)`,
+		string(pbirefresh.Error), note, nanos(s.now()), job, nanos(slot), string(pbirefresh.Pending), string(pbirefresh.Running))
 	if err != nil {
-		return err
+		return s.wrote(err)
 	}
 	if n, _ := res.RowsAffected(); n > 0 {
-		return nil
+		return s.wrote(nil)
 	}
-	err = s.Record(ctx, job, slot, kind, "error", note)
-	if errors.Is(err, ErrDuplicate) {
+	err = s.Record(ctx, job, slot, kind, pbirefresh.Error, note)
+	if errors.Is(err, store.ErrDuplicate) {
 		return nil // already final
 	}
 	return err
@@ -247,20 +390,27 @@ func (s *Store) Fail(ctx context.Context, job string, slot time.Time, kind, note
 
 // SetRefresh records the refresh id of a run: it is now in flight.
 func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) error {
-	_, err := s.setRefresh.ExecContext(ctx, refreshID, Running, id)
-	return err
+	if s.w == nil {
+		return errReadOnly
+	}
+	_, err := s.setRefresh.ExecContext(ctx, refreshID, string(pbirefresh.Running), id)
+	return s.wrote(err)
 }
 
 // Finish writes a run's outcome.
-func (s *Store) Finish(ctx context.Context, id int64, status, refreshID string, polls int, errText, hint, note string) error {
-	_, err := s.finish.ExecContext(ctx, status, refreshID, refreshID, nanos(s.now()), polls, errText, hint, note, id)
-	return err
+func (s *Store) Finish(ctx context.Context, id int64, o store.Outcome) error {
+	if s.w == nil {
+		return errReadOnly
+	}
+	_, err := s.finish.ExecContext(ctx, string(o.Status), o.RefreshID, o.RefreshID, nanos(s.now()), o.Polls, o.Error, o.Code, o.Hint, o.Note,
+		nanos(o.ServiceStart), nanos(o.ServiceEnd), id)
+	return s.wrote(err)
 }
 
 // Claimed reports whether some run records this refresh id.
 func (s *Store) Claimed(ctx context.Context, refreshID string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE refresh_id = ?`, refreshID).Scan(&n)
+	err := s.direct().QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE refresh_id = ?`, refreshID).Scan(&n)
 	return n > 0, err
 }
 
@@ -269,7 +419,7 @@ func (s *Store) Claimed(ctx context.Context, refreshID string) (bool, error) {
 // so it survives pruning unless every run of the job aged out.
 func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, error) {
 	var n sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT max(slot) FROM runs WHERE job = ? AND kind != ?`, job, Manual).Scan(&n)
+	err := s.direct().QueryRowContext(ctx, `SELECT max(slot) FROM runs WHERE job = ? AND kind != ?`, job, string(pbirefresh.Manual)).Scan(&n)
 	if err != nil {
 		return time.Time{}, false, err
 	}
@@ -279,18 +429,29 @@ func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, erro
 	return fromNanos(n.Int64), true, nil
 }
 
-const runColumns = `id, job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note`
+// columns is the select list; files of the first schema lack three
+// columns, which read as empty.
+func (s *Store) columns() string {
+	extra := `code, service_start, service_end`
+	if s.version < 2 {
+		extra = `'', 0, 0`
+	}
+	return `id, job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note, ` + extra
+}
 
-func scanRuns(rows *sql.Rows) ([]Run, error) {
+func scanRuns(rows *sql.Rows) ([]store.Run, error) {
 	defer rows.Close()
-	var out []Run
+	var out []store.Run
 	for rows.Next() {
-		var r Run
-		var slot, posted, ended int64
-		if err := rows.Scan(&r.ID, &r.Job, &slot, &r.Kind, &r.Status, &r.RefreshID, &posted, &ended, &r.Polls, &r.Error, &r.Hint, &r.Note); err != nil {
+		var r store.Run
+		var slot, posted, ended, sstart, send int64
+		var kind, status string
+		if err := rows.Scan(&r.ID, &r.Job, &slot, &kind, &status, &r.RefreshID, &posted, &ended, &r.Polls, &r.Error, &r.Hint, &r.Note, &r.Code, &sstart, &send); err != nil {
 			return nil, err
 		}
+		r.Kind, r.Status = pbirefresh.Kind(kind), pbirefresh.Status(status)
 		r.Slot, r.Posted, r.Ended = fromNanos(slot), fromNanos(posted), fromNanos(ended)
+		r.ServiceStart, r.ServiceEnd = fromNanos(sstart), fromNanos(send)
 		out = append(out, r)
 	}
 	return out, rows.Err()
@@ -298,35 +459,65 @@ func scanRuns(rows *sql.Rows) ([]Run, error) {
 
 // InFlight returns the runs that started but have no outcome: pending (the
 // POST may or may not have reached the service) and running.
-func (s *Store) InFlight(ctx context.Context) ([]Run, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+runColumns+` FROM runs WHERE status IN (?, ?) ORDER BY id`, Pending, Running)
+func (s *Store) InFlight(ctx context.Context) ([]store.Run, error) {
+	rows, err := s.direct().QueryContext(ctx, `SELECT `+s.columns()+` FROM runs WHERE status IN (?, ?) ORDER BY id`, string(pbirefresh.Pending), string(pbirefresh.Running))
 	if err != nil {
-		return nil, err
+		return nil, classify(s.path, err)
 	}
-	return scanRuns(rows)
+	runs, err := scanRuns(rows)
+	return runs, classify(s.path, err)
 }
 
-// Runs returns a job's runs (all jobs when job is ""), newest slot first.
-func (s *Store) Runs(ctx context.Context, job string, limit int) ([]Run, error) {
-	if limit <= 0 {
-		limit = 1 << 30
+// Runs returns one page of runs, newest slot first, on the read
+// connections: a reader never waits behind the scheduler's writes.
+func (s *Store) Runs(ctx context.Context, q store.Query) ([]store.Run, error) {
+	where, args := []string{"1 = 1"}, []any{}
+	if q.Job != "" {
+		where, args = append(where, "job = ?"), append(args, q.Job)
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+runColumns+` FROM runs WHERE (? = '' OR job = ?) ORDER BY slot DESC, id DESC LIMIT ?`, job, job, limit)
+	if c := q.After; c != nil {
+		where = append(where, "(slot < ? OR slot = ? AND id < ?)")
+		args = append(args, nanos(c.Slot), nanos(c.Slot), c.ID)
+	}
+	args = append(args, q.PageSize())
+	rows, err := s.r.QueryContext(ctx, `SELECT `+s.columns()+` FROM runs WHERE `+strings.Join(where, " AND ")+` ORDER BY slot DESC, id DESC LIMIT ?`, args...)
+	if err != nil {
+		return nil, classify(s.path, err)
+	}
+	runs, err := scanRuns(rows)
+	return runs, classify(s.path, err)
+}
+
+// Durations returns how long the job's last n completed refreshes ran,
+// newest first: the expected duration that guides polling comes from
+// here, not from reading the dataset's history on every run.
+func (s *Store) Durations(ctx context.Context, job string, n int) ([]time.Duration, error) {
+	runs, err := s.Runs(ctx, store.Query{Job: job, Limit: 4 * n})
 	if err != nil {
 		return nil, err
 	}
-	return scanRuns(rows)
+	var out []time.Duration
+	for _, r := range runs {
+		if d := r.Duration(); r.Status == pbirefresh.Completed && d > 0 && len(out) < n {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }
 
 // Prune keeps, per job, the newest keep runs and none older than maxAge
 // (runs in flight are always kept). It returns how many it removed.
 func (s *Store) Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error) {
-	cutoff := nanos(s.now().Add(-maxAge))
-	res, err := s.db.ExecContext(ctx, `DELETE FROM runs WHERE status NOT IN (?, ?) AND id IN (
-		SELECT id FROM (SELECT id, slot, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn FROM runs)
-		WHERE rn > ? OR slot < ?)`, Pending, Running, keep, cutoff)
-	if err != nil {
-		return 0, err
+	if s.w == nil {
+		return 0, errReadOnly
 	}
+	cutoff := nanos(s.now().Add(-maxAge))
+	res, err := s.w.ExecContext(ctx, `DELETE FROM runs WHERE status NOT IN (?, ?) AND id IN (
+		SELECT id FROM (SELECT id, slot, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn FROM runs)
+		WHERE rn > ? OR slot < ?)`, string(pbirefresh.Pending), string(pbirefresh.Running), keep, cutoff)
+	if err != nil {
+		return 0, s.wrote(err)
+	}
+	s.wrote(nil)
 	return res.RowsAffected()
 }

@@ -1,21 +1,25 @@
-package store
+package sqlite
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/store"
+	"github.com/pbirefresh/pbirefresh/store/storetest"
 )
 
-var t0 = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+var daemon = &Holder{Host: "test-host", PID: 4242, Version: "test"}
 
-func open(t *testing.T, path string) *Store {
+func openRW(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := Open(path)
+	s, err := Open(context.Background(), path, Options{Daemon: daemon})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,121 +27,257 @@ func open(t *testing.T, path string) *Store {
 	return s
 }
 
-func TestRunLifecycleAndUniqueness(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "state.db")
-	s := open(t, path)
-	id, err := s.Begin(ctx, "sales", t0, Scheduled)
+func TestContract(t *testing.T) {
+	dir := t.TempDir()
+	storetest.Run(t, func(t *testing.T, name string, now func() time.Time) storetest.Store {
+		s := openRW(t, filepath.Join(dir, name+".db"))
+		s.Now = now
+		return s
+	})
+}
+
+// sameBytes fails unless path still holds want, byte for byte (cmp).
+func sameBytes(t *testing.T, path string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("%s was modified (%d bytes before, %d after, err %v)", path, len(want), len(got), err)
+	}
+}
+
+// foreignDB writes another program's SQLite database, with a users table,
+// as it would be on disk (rollback journal, not WAL).
+func foreignDB(t *testing.T, path string) []byte {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Begin(ctx, "sales", t0, CatchUp); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("second Begin of a slot: %v", err)
+	if _, err := db.Exec(`CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada')`); err != nil {
+		t.Fatal(err)
 	}
-	if err := s.Record(ctx, "sales", t0, Scheduled, Skipped, "overlap"); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("Record of a taken slot: %v", err)
-	}
-	inflight, _ := s.InFlight(ctx)
-	if len(inflight) != 1 || inflight[0].Status != Pending {
-		t.Fatalf("in flight: %+v", inflight)
-	}
-	s.SetRefresh(ctx, id, "r-1")
-	s.Finish(ctx, id, "completed", "", 7, "", "", "")
-	s.Record(ctx, "sales", t0.Add(time.Hour), Scheduled, Missed, "daemon down")
-	last, ok, _ := s.LastSlot(ctx, "sales")
-	if !ok || !last.Equal(t0.Add(time.Hour)) {
-		t.Fatalf("last slot %s %v", last, ok)
-	}
-	// A manual run does not move the schedule's last slot.
-	s.Begin(ctx, "sales", t0.Add(5*time.Hour), Manual)
-	if last, _, _ := s.LastSlot(ctx, "sales"); !last.Equal(t0.Add(time.Hour)) {
-		t.Fatalf("manual run moved the last slot to %s", last)
-	}
-	// Reopen: everything survives.
-	s.Close()
-	s = open(t, path)
-	runs, _ := s.Runs(ctx, "sales", 0)
-	if len(runs) != 3 || runs[2].RefreshID != "r-1" || runs[2].Status != "completed" || runs[2].Polls != 7 || !runs[2].Slot.Equal(t0) {
-		t.Fatalf("after reopen: %+v", runs)
-	}
-	if _, err := s.Begin(ctx, "sales", t0, Scheduled); !errors.Is(err, ErrDuplicate) {
-		t.Fatal("uniqueness lost across reopen")
-	}
+	db.Close()
+	b, _ := os.ReadFile(path)
+	return b
 }
 
-func TestConcurrentBeginsTakeASlotOnce(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	won := 0
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := s.Begin(context.Background(), "j", t0, Scheduled); err == nil {
-				mu.Lock()
-				won++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if won != 1 {
-		t.Fatalf("%d winners", won)
-	}
-}
-
-func TestRefusesForeignAndNewerDatabases(t *testing.T) {
+// TestForeignDatabaseLeftUntouched: another program's SQLite file, or any
+// other file, is refused by every kind of open, byte-identical, with the
+// hint to point state.path elsewhere.
+func TestForeignDatabaseLeftUntouched(t *testing.T) {
 	dir := t.TempDir()
-	junk := filepath.Join(dir, "junk.db")
-	content := []byte("this is not a database, and it must survive\n" + strings.Repeat("x", 4096))
-	os.WriteFile(junk, content, 0o600)
-	_, err := Open(junk)
-	var se *Error
-	if err == nil || !errors.As(err, &se) || !strings.Contains(err.Error(), "not a pbirefresh database") || se.Hint() == "" {
-		t.Fatalf("junk file: %v", err)
+	sqliteFile := filepath.Join(dir, "app.db")
+	sqliteBytes := foreignDB(t, sqliteFile)
+	junk := filepath.Join(dir, "notes.txt")
+	junkBytes := []byte("this is not a database, and it must survive\n" + strings.Repeat("x", 4096))
+	os.WriteFile(junk, junkBytes, 0o600)
+	for _, c := range []struct {
+		path  string
+		bytes []byte
+	}{{sqliteFile, sqliteBytes}, {junk, junkBytes}} {
+		for _, o := range []Options{{ReadOnly: true}, {Daemon: daemon}} {
+			_, err := Open(context.Background(), c.path, o)
+			if err == nil || pbirefresh.Hint(err) != hintElsewhere {
+				t.Fatalf("%s (read-only %v): %v (hint %q)", c.path, o.ReadOnly, err, pbirefresh.Hint(err))
+			}
+			sameBytes(t, c.path, c.bytes)
+			if _, err := os.Stat(c.path + "-wal"); err == nil {
+				t.Fatalf("%s: a -wal file was created", c.path)
+			}
+		}
 	}
-	if b, _ := os.ReadFile(junk); string(b) != string(content) {
-		t.Fatal("the foreign file was modified")
+}
+
+// TestReadOnlyOpenWritesNothing: history and next never migrate or write,
+// and work beside a running daemon.
+func TestReadOnlyOpenWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	if _, err := Open(ctx, path, Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "no state database") {
+		t.Fatalf("read-only open of a missing file: %v", err)
 	}
-	newer := filepath.Join(dir, "newer.db")
-	s := open(t, newer)
-	s.db.Exec("PRAGMA user_version = 99")
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("a read-only open created the file")
+	}
+	// A first-schema file: read-only reads it as it is, without migrating.
+	legacy := legacyDB(t, path)
+	ro, err := Open(ctx, path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs, err := ro.Runs(ctx, store.Query{})
+	if err != nil || len(runs) != 1 || runs[0].RefreshID != "r-legacy" {
+		t.Fatalf("legacy runs %+v %v", runs, err)
+	}
+	ro.Close()
+	sameBytes(t, path, legacy)
+
+	// Beside a running daemon.
+	rw := openRW(t, path)
+	if _, err := rw.Begin(ctx, "a", storetest.T0, pbirefresh.Scheduled); err != nil {
+		t.Fatal(err)
+	}
+	ro, err = Open(ctx, path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if runs, err := ro.Runs(ctx, store.Query{}); err != nil || len(runs) != 2 {
+		t.Fatalf("beside the daemon: %+v %v", runs, err)
+	}
+	if _, err := ro.Begin(ctx, "a", storetest.T0.Add(time.Hour), pbirefresh.Scheduled); err == nil {
+		t.Fatal("a read-only store accepted a write")
+	}
+}
+
+// legacyDB writes a database as the first version did: schema 1, no
+// application id.
+func legacyDB(t *testing.T, path string) []byte {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(migrations[0] + `; INSERT INTO runs (job, slot, kind, status, refresh_id) VALUES ('a', 1, 'scheduled', 'completed', 'r-legacy'); PRAGMA user_version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	b, _ := os.ReadFile(path)
+	return b
+}
+
+// TestFirstSchemaMigrates: a state file of the first version is ours: it
+// gets the application id and the new columns, and keeps its runs.
+func TestFirstSchemaMigrates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	legacyDB(t, path)
+	s := openRW(t, path)
+	runs, err := s.Runs(context.Background(), store.Query{})
+	if err != nil || len(runs) != 1 || runs[0].RefreshID != "r-legacy" {
+		t.Fatalf("%+v %v", runs, err)
+	}
 	s.Close()
-	before, _ := os.ReadFile(newer)
-	if _, err := Open(newer); err == nil || !strings.Contains(err.Error(), "newer than this pbirefresh supports") {
-		t.Fatalf("newer database: %v", err)
+	if ours, v, err := identify(context.Background(), path); !ours || v != len(migrations) || err != nil {
+		t.Fatalf("after migration: ours %v version %d %v", ours, v, err)
 	}
-	if after, _ := os.ReadFile(newer); string(after) != string(before) {
-		t.Fatal("the newer database was modified")
+}
+
+func TestNewerDatabaseRefusedWithTheRightHint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := openRW(t, path)
+	s.w.Exec("PRAGMA user_version = 99")
+	s.Close()
+	before, _ := os.ReadFile(path)
+	for _, o := range []Options{{ReadOnly: true}, {Daemon: daemon}} {
+		_, err := Open(context.Background(), path, o)
+		if err == nil || !strings.Contains(err.Error(), "newer than this pbirefresh supports") || pbirefresh.Hint(err) != hintNewer {
+			t.Fatalf("newer database: %v (hint %q)", err, pbirefresh.Hint(err))
+		}
+		if strings.Contains(pbirefresh.Hint(err), "move") {
+			t.Fatal("a valid state file must never be moved away")
+		}
 	}
-	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "is a directory") {
+	sameBytes(t, path, before)
+}
+
+func TestDamagedDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := openRW(t, path)
+	for i := 0; i < 200; i++ {
+		s.Record(context.Background(), "a", storetest.T0.Add(time.Duration(i)*time.Hour), pbirefresh.Scheduled, pbirefresh.Missed, strings.Repeat("n", 200))
+	}
+	s.Close()
+	b, _ := os.ReadFile(path)
+	for i := 4096; i < len(b); i++ { // keep the header, wreck the pages
+		b[i] = 0xA5
+	}
+	os.WriteFile(path, b, 0o600)
+	// Opening reads only the first page; the damage shows on the first
+	// read of the rest, with the fix.
+	ro, err := Open(context.Background(), path, Options{ReadOnly: true})
+	if err == nil {
+		defer ro.Close()
+		_, err = ro.Runs(context.Background(), store.Query{})
+	}
+	if err == nil || pbirefresh.Hint(err) != hintCorrupt {
+		t.Fatalf("damaged: %v (hint %q)", err, pbirefresh.Hint(err))
+	}
+	sameBytes(t, path, b)
+}
+
+// TestSecondDaemonRefused: one daemon per state file; the second names the
+// first.
+func TestSecondDaemonRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	first := openRW(t, path)
+	_, err := Open(context.Background(), path, Options{Daemon: &Holder{Host: "other", PID: 1, Version: "x"}})
+	if err == nil || !strings.Contains(err.Error(), "in use by pbirefresh test (pid 4242 on host test-host") || !strings.Contains(pbirefresh.Hint(err), "stop that daemon first") {
+		t.Fatalf("second daemon: %v (hint %q)", err, pbirefresh.Hint(err))
+	}
+	first.Close()
+	second := openRW(t, path) // the file is free again
+	second.Close()
+}
+
+// TestUnwritableState: a read-only file or directory is refused at open
+// with the fix. Root writes anyway, so the case cannot be built as root;
+// the daemon's end-to-end test covers it as an unprivileged user.
+func TestUnwritableState(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root writes read-only files; cmd/pbirefresh's TestBrokenStateFailsStartup runs this as nobody")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.db")
+	openRW(t, path).Close()
+	os.Chmod(path, 0o400)
+	_, err := Open(context.Background(), path, Options{Daemon: daemon})
+	if err == nil || pbirefresh.Hint(err) != hintWritable {
+		t.Fatalf("read-only file: %v (hint %q)", err, pbirefresh.Hint(err))
+	}
+	os.Chmod(path, 0o600)
+	os.Chmod(dir, 0o500)
+	defer os.Chmod(dir, 0o700)
+	_, err = Open(context.Background(), path, Options{Daemon: daemon})
+	if err == nil || pbirefresh.Hint(err) != hintWritable {
+		t.Fatalf("read-only directory: %v (hint %q)", err, pbirefresh.Hint(err))
+	}
+}
+
+func TestDirectoryRefused(t *testing.T) {
+	if _, err := Open(context.Background(), t.TempDir(), Options{Daemon: daemon}); err == nil || !strings.Contains(err.Error(), "is a directory") {
 		t.Fatalf("directory: %v", err)
 	}
 }
 
-func TestPrune(t *testing.T) {
+// TestFailedWriteMakesPingFail: once a write fails, Ping says so (the
+// daemon's /readyz), until a write succeeds again.
+func TestFailedWriteMakesPingFail(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "state.db"))
-	now := t0.Add(100 * 24 * time.Hour)
-	s.Now = func() time.Time { return now }
-	for i := 0; i < 10; i++ {
-		id, _ := s.Begin(ctx, "a", t0.Add(time.Duration(i)*24*time.Hour), Scheduled)
-		s.Finish(ctx, id, "completed", "r", 1, "", "", "")
-	}
-	for i := 0; i < 5; i++ {
-		id, _ := s.Begin(ctx, "b", now.Add(-time.Duration(i)*time.Hour), Scheduled)
-		s.Finish(ctx, id, "failed", "r", 1, "e", "h", "")
-	}
-	s.Begin(ctx, "c", t0, Scheduled) // in flight and old: kept
-	n, err := s.Prune(ctx, 3, 30*24*time.Hour)
-	if err != nil {
+	s := openRW(t, filepath.Join(t.TempDir(), "state.db"))
+	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := s.Runs(ctx, "a", 0)
-	b, _ := s.Runs(ctx, "b", 0)
-	c, _ := s.Runs(ctx, "c", 0)
-	if n != 12 || len(a) != 0 || len(b) != 3 || len(c) != 1 {
-		t.Fatalf("pruned %d; left a=%d b=%d c=%d", n, len(a), len(b), len(c))
+	s.w.Exec(`CREATE TRIGGER no_writes BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'disk full'); END`)
+	if _, err := s.Begin(ctx, "a", storetest.T0, pbirefresh.Scheduled); err == nil {
+		t.Fatal("the write succeeded")
+	}
+	if err := s.Ping(ctx); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("ping after a failed write: %v", err)
+	}
+	s.w.Exec(`DROP TRIGGER no_writes`)
+	if _, err := s.Begin(ctx, "a", storetest.T0, pbirefresh.Scheduled); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping after a good write: %v", err)
+	}
+}
+
+// TestPathWithURICharacters: '?', '#' and '%' in a path are not URI syntax.
+func TestPathWithURICharacters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a?b#c%20d.db")
+	openRW(t, path).Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"errors"
+	"time"
+
+	"github.com/pbirefresh/pbirefresh"
+)
+
+// ErrDuplicate: the (job, slot) pair is already recorded. The run must not
+// trigger a refresh.
+var ErrDuplicate = errors.New("this job's slot is already recorded")
+
+// Run is one recorded run: a (job, slot) pair and what became of it.
+type Run struct {
+	ID        int64             `json:"id"`
+	Job       string            `json:"job"`
+	Slot      time.Time         `json:"slot"`
+	Kind      pbirefresh.Kind   `json:"kind"`
+	Status    pbirefresh.Status `json:"status"`
+	RefreshID string            `json:"refresh_id,omitempty"`
+	// Posted is when the run was recorded, just before its POST.
+	Posted time.Time `json:"posted,omitzero"`
+	Ended  time.Time `json:"ended,omitzero"`
+	// ServiceStart and ServiceEnd are the refresh's times as Power BI
+	// reported them.
+	ServiceStart time.Time `json:"service_start,omitzero"`
+	ServiceEnd   time.Time `json:"service_end,omitzero"`
+	Polls        int       `json:"polls,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	// Code is the service's error code (Power BI's error.code, the
+	// refresh's serviceExceptionJson errorCode, or AADSTS<n>).
+	Code string `json:"code,omitempty"`
+	Hint string `json:"hint,omitempty"`
+	Note string `json:"note,omitempty"`
+}
+
+// Duration is how long the refresh ran: the service's own times when it
+// reported them, else from the POST to the end.
+func (r Run) Duration() time.Duration {
+	if !r.ServiceStart.IsZero() && r.ServiceEnd.After(r.ServiceStart) {
+		return r.ServiceEnd.Sub(r.ServiceStart)
+	}
+	if !r.Posted.IsZero() && r.Ended.After(r.Posted) {
+		return r.Ended.Sub(r.Posted)
+	}
+	return 0
+}
+
+// Outcome is what a run's end writes.
+type Outcome struct {
+	Status                   pbirefresh.Status
+	RefreshID                string // kept when empty
+	Polls                    int    // added to the polls already counted
+	Error, Code, Hint, Note  string
+	ServiceStart, ServiceEnd time.Time
+}
+
+// MaxPage bounds one page of history, whatever a caller asks for.
+const MaxPage = 1000
+
+// Query selects runs, newest slot first: a job's (all jobs when Job is
+// ""), at most Limit (0 or above MaxPage: MaxPage), and, to page, only
+// those strictly older than the cursor After (the last run of the
+// previous page).
+type Query struct {
+	Job   string
+	Limit int
+	After *Cursor
+}
+
+// Cursor is a position in history: runs are ordered by slot, then id,
+// newest first.
+type Cursor struct {
+	Slot time.Time
+	ID   int64
+}
+
+// CursorOf returns the cursor just past run r.
+func CursorOf(r Run) *Cursor { return &Cursor{Slot: r.Slot, ID: r.ID} }
+
+// PageSize returns the number of runs a query returns at most.
+func (q Query) PageSize() int {
+	if q.Limit <= 0 || q.Limit > MaxPage {
+		return MaxPage
+	}
+	return q.Limit
+}

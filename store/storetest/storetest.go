@@ -1,0 +1,284 @@
+// Package storetest is the contract every state store passes: the same
+// cases with the same expectations, run by each implementation's tests
+// against a real database.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/store"
+)
+
+// Store is what the contract exercises.
+type Store interface {
+	Begin(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind) (int64, error)
+	Record(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string) error
+	Fail(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, note string) error
+	SetRefresh(ctx context.Context, id int64, refreshID string) error
+	Finish(ctx context.Context, id int64, o store.Outcome) error
+	Claimed(ctx context.Context, refreshID string) (bool, error)
+	LastSlot(ctx context.Context, job string) (time.Time, bool, error)
+	InFlight(ctx context.Context) ([]store.Run, error)
+	Runs(ctx context.Context, q store.Query) ([]store.Run, error)
+	Durations(ctx context.Context, job string, n int) ([]time.Duration, error)
+	Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error)
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Opener opens the store called name, creating it empty the first time;
+// opening the same name again after Close sees what was written. now is
+// the store's clock.
+type Opener func(t *testing.T, name string, now func() time.Time) Store
+
+// T0 is the contract's epoch.
+var T0 = time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+
+// Run runs the whole contract.
+func Run(t *testing.T, open Opener) {
+	for _, c := range []struct {
+		name string
+		fn   func(*testing.T, Opener)
+	}{
+		{"LifecycleAndUniqueness", lifecycle},
+		{"ConcurrentBeginsTakeASlotOnce", concurrentBegins},
+		{"FailAndRecord", failAndRecord},
+		{"Paging", paging},
+		{"Durations", durations},
+		{"Prune", prune},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
+	}
+}
+
+func fixed(t time.Time) func() time.Time { return func() time.Time { return t } }
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lifecycle(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, "lifecycle", fixed(T0))
+	id, err := s.Begin(ctx, "sales", T0, pbirefresh.Scheduled)
+	must(t, err)
+	if _, err := s.Begin(ctx, "sales", T0, pbirefresh.CatchUp); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("second Begin of a slot: %v, want ErrDuplicate", err)
+	}
+	if err := s.Record(ctx, "sales", T0, pbirefresh.Scheduled, pbirefresh.Skipped, "overlap"); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("Record of a taken slot: %v, want ErrDuplicate", err)
+	}
+	inflight, err := s.InFlight(ctx)
+	must(t, err)
+	if len(inflight) != 1 || inflight[0].Status != pbirefresh.Pending || !inflight[0].Posted.Equal(T0) {
+		t.Fatalf("in flight: %+v", inflight)
+	}
+	must(t, s.SetRefresh(ctx, id, "r-1"))
+	if ok, err := s.Claimed(ctx, "r-1"); !ok || err != nil {
+		t.Fatalf("claimed r-1: %v %v", ok, err)
+	}
+	if ok, _ := s.Claimed(ctx, "r-2"); ok {
+		t.Fatal("r-2 claimed by nobody")
+	}
+	must(t, s.Finish(ctx, id, store.Outcome{Status: pbirefresh.Completed, Polls: 7, Code: "c", Hint: "h",
+		ServiceStart: T0.Add(time.Second), ServiceEnd: T0.Add(31 * time.Second)}))
+	must(t, s.Record(ctx, "sales", T0.Add(time.Hour), pbirefresh.Scheduled, pbirefresh.Missed, "daemon down"))
+	last, ok, err := s.LastSlot(ctx, "sales")
+	if err != nil || !ok || !last.Equal(T0.Add(time.Hour)) {
+		t.Fatalf("last slot %s %v %v", last, ok, err)
+	}
+	if _, ok, _ := s.LastSlot(ctx, "nobody"); ok {
+		t.Fatal("a job without runs has a last slot")
+	}
+	// A manual run does not move the schedule's last slot.
+	_, err = s.Begin(ctx, "sales", T0.Add(5*time.Hour), pbirefresh.Manual)
+	must(t, err)
+	if last, _, _ := s.LastSlot(ctx, "sales"); !last.Equal(T0.Add(time.Hour)) {
+		t.Fatalf("manual run moved the last slot to %s", last)
+	}
+	must(t, s.Ping(ctx))
+	must(t, s.Close())
+
+	// Reopen: everything survives.
+	s = open(t, "lifecycle", fixed(T0))
+	runs, err := s.Runs(ctx, store.Query{Job: "sales"})
+	must(t, err)
+	if len(runs) != 3 {
+		t.Fatalf("after reopen: %d runs, want 3", len(runs))
+	}
+	r := runs[2]
+	if r.RefreshID != "r-1" || r.Status != pbirefresh.Completed || r.Polls != 7 || !r.Slot.Equal(T0) || r.Kind != pbirefresh.Scheduled ||
+		r.Code != "c" || r.Hint != "h" || r.Duration() != 30*time.Second || !r.Ended.Equal(T0) {
+		t.Fatalf("after reopen: %+v", r)
+	}
+	if runs[1].Status != pbirefresh.Missed || runs[1].Note != "daemon down" || runs[0].Kind != pbirefresh.Manual {
+		t.Fatalf("after reopen: %+v", runs[:2])
+	}
+	if _, err := s.Begin(ctx, "sales", T0, pbirefresh.Scheduled); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatal("uniqueness lost across reopen")
+	}
+}
+
+func concurrentBegins(t *testing.T, open Opener) {
+	s := open(t, "concurrent", fixed(T0))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won, dup := 0, 0
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Begin(context.Background(), "j", T0, pbirefresh.Scheduled)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				won++
+			case errors.Is(err, store.ErrDuplicate):
+				dup++
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if won != 1 || dup != 19 {
+		t.Fatalf("%d Begins won and %d were duplicates, want 1 and 19", won, dup)
+	}
+}
+
+func failAndRecord(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, "fail", fixed(T0))
+	// A run that panicked after recording itself.
+	id, err := s.Begin(ctx, "a", T0, pbirefresh.Scheduled)
+	must(t, err)
+	must(t, s.SetRefresh(ctx, id, "r"))
+	must(t, s.Fail(ctx, "a", T0, pbirefresh.Scheduled, "panic: boom"))
+	// One that panicked before: a new record.
+	must(t, s.Fail(ctx, "a", T0.Add(time.Hour), pbirefresh.Scheduled, "panic: early"))
+	// One already final stays as it was.
+	must(t, s.Record(ctx, "a", T0.Add(2*time.Hour), pbirefresh.Scheduled, pbirefresh.Skipped, "overlap"))
+	must(t, s.Fail(ctx, "a", T0.Add(2*time.Hour), pbirefresh.Scheduled, "late"))
+	runs, err := s.Runs(ctx, store.Query{Job: "a"})
+	must(t, err)
+	got := map[time.Time]string{}
+	for _, r := range runs {
+		got[r.Slot] = string(r.Status) + ":" + r.Note
+	}
+	want := map[time.Time]string{T0: "error:panic: boom", T0.Add(time.Hour): "error:panic: early", T0.Add(2 * time.Hour): "skipped:overlap"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if f, _ := s.InFlight(ctx); len(f) != 0 {
+		t.Fatalf("still in flight: %+v", f)
+	}
+}
+
+func paging(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, "paging", fixed(T0))
+	// Two jobs, interleaved, with equal slots across jobs.
+	for i := 0; i < 25; i++ {
+		for _, j := range []string{"a", "b"} {
+			must(t, s.Record(ctx, j, T0.Add(time.Duration(i)*time.Minute), pbirefresh.Scheduled, pbirefresh.Missed, ""))
+		}
+	}
+	for _, job := range []string{"", "a"} {
+		var all []store.Run
+		q := store.Query{Job: job, Limit: 7}
+		for pages := 0; pages < 20; pages++ {
+			page, err := s.Runs(ctx, q)
+			must(t, err)
+			if len(page) > 7 {
+				t.Fatalf("page of %d runs, limit 7", len(page))
+			}
+			all = append(all, page...)
+			if len(page) < 7 {
+				break
+			}
+			q.After = store.CursorOf(page[len(page)-1])
+		}
+		want := 50
+		if job != "" {
+			want = 25
+		}
+		if len(all) != want {
+			t.Fatalf("job %q: paged %d runs, want %d", job, len(all), want)
+		}
+		seen := map[int64]bool{}
+		for i, r := range all {
+			if seen[r.ID] {
+				t.Fatalf("run %d twice", r.ID)
+			}
+			seen[r.ID] = true
+			if i > 0 && (r.Slot.After(all[i-1].Slot) || r.Slot.Equal(all[i-1].Slot) && r.ID > all[i-1].ID) {
+				t.Fatalf("not newest first at %d", i)
+			}
+			if job != "" && r.Job != job {
+				t.Fatalf("job %q in a page of %q", r.Job, job)
+			}
+		}
+	}
+	if got := (store.Query{Limit: 1 << 20}).PageSize(); got != store.MaxPage {
+		t.Fatalf("page size %d, want the cap %d", got, store.MaxPage)
+	}
+}
+
+func durations(t *testing.T, open Opener) {
+	ctx := context.Background()
+	now := T0
+	s := open(t, "durations", func() time.Time { return now })
+	for i, d := range []time.Duration{10 * time.Second, 20 * time.Second, 0, 40 * time.Second} {
+		slot := T0.Add(time.Duration(i) * time.Hour)
+		now = slot
+		id, err := s.Begin(ctx, "a", slot, pbirefresh.Scheduled)
+		must(t, err)
+		o := store.Outcome{Status: pbirefresh.Completed, ServiceStart: slot, ServiceEnd: slot.Add(d)}
+		if d == 0 { // a failure: not a duration to expect
+			o = store.Outcome{Status: pbirefresh.Failed}
+			now = slot.Add(time.Minute)
+		}
+		must(t, s.Finish(ctx, id, o))
+	}
+	got, err := s.Durations(ctx, "a", 2)
+	must(t, err)
+	if fmt.Sprint(got) != "[40s 20s]" {
+		t.Fatalf("durations %v, want the newest two completed: [40s 20s]", got)
+	}
+}
+
+func prune(t *testing.T, open Opener) {
+	ctx := context.Background()
+	now := T0.Add(48 * time.Hour)
+	s := open(t, "prune", func() time.Time { return now })
+	for i := 0; i < 10; i++ {
+		must(t, s.Record(ctx, "a", T0.Add(time.Duration(i)*time.Hour), pbirefresh.Scheduled, pbirefresh.Missed, ""))
+	}
+	must(t, s.Record(ctx, "old", T0, pbirefresh.Scheduled, pbirefresh.Missed, ""))
+	inflight, err := s.Begin(ctx, "a", T0.Add(-time.Hour), pbirefresh.Scheduled) // oldest, but in flight
+	must(t, err)
+	n, err := s.Prune(ctx, 3, 40*time.Hour) // keep 3 per job, nothing older than T0+8h
+	must(t, err)
+	runs, err := s.Runs(ctx, store.Query{})
+	must(t, err)
+	var kept []string
+	for _, r := range runs {
+		kept = append(kept, fmt.Sprintf("%s@%s", r.Job, r.Slot.Sub(T0)))
+	}
+	if n != 9 || fmt.Sprint(kept) != "[a@9h0m0s a@8h0m0s a@-1h0m0s]" {
+		t.Fatalf("pruned %d, kept %v; want 9 pruned and the two newest within the age plus the one in flight", n, kept)
+	}
+	if f, _ := s.InFlight(ctx); len(f) != 1 || f[0].ID != inflight {
+		t.Fatalf("in flight after prune: %+v", f)
+	}
+}

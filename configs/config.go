@@ -64,8 +64,8 @@ type NotifyTarget struct {
 	URL *SecretRef `yaml:"url"`
 	// On: failure, timeout, lost, recovery (default all four).
 	On      []notify.Kind `yaml:"on"`
-	Timeout Duration `yaml:"timeout"` // per attempt, default 10s
-	Retries *int     `yaml:"retries"` // default 3
+	Timeout Duration      `yaml:"timeout"` // per attempt, default 10s
+	Retries *int          `yaml:"retries"` // default 3
 }
 
 // HTTP configures the daemon's HTTP server.

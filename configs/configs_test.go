@@ -168,9 +168,9 @@ func TestOddFilesRefused(t *testing.T) {
 		{write("empty.yaml", ""), "empty.yaml: the file has no YAML content"},
 		{write("comments.yaml", "# nothing here\n# at all\n"), "comments.yaml: the file has no YAML content"},
 		{write("marker.yaml", "---\n"), "marker.yaml: the file has no YAML content"},
-		{write("two.yaml", "cloud: public\n" + oneJob + "---\ncloud: china\n"), "two.yaml:5: a second YAML document starts here"},
+		{write("two.yaml", "cloud: public\n"+oneJob+"---\ncloud: china\n"), "two.yaml:5: a second YAML document starts here"},
 		{write("line2.yaml", "cloud: public\n- jobs\n"), "line2.yaml:2: "},
-		{write("huge.yaml", "cloud: \"" + huge + "\"\n" + oneJob), `huge.yaml:1:8: unknown cloud "AAAA`},
+		{write("huge.yaml", "cloud: \""+huge+"\"\n"+oneJob), `huge.yaml:1:8: unknown cloud "AAAA`},
 		{dir, "is not a regular file (a directory)"},
 		{write("big.yaml", "cloud: public\n#"+strings.Repeat("x", MaxSize)+"\n"), "above the 10 MiB limit"},
 	}

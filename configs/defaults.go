@@ -11,9 +11,9 @@ import (
 // DefaultJobSettings are the built-in job settings: what a job gets for a
 // key that neither it nor the defaults section sets.
 var DefaultJobSettings = JobSettings{
-	Timeout:      Duration(2 * time.Hour),
-	OnTimeout:    pbirefresh.TimeoutCancel,
-	WhenBusy:     pbirefresh.BusyWait,
+	Timeout:   Duration(2 * time.Hour),
+	OnTimeout: pbirefresh.TimeoutCancel,
+	WhenBusy:  pbirefresh.BusyWait,
 	// Polling at 1 s at the least keeps the detection lag within max(2 s,
 	// 2% of the duration) once a dataset has history, with a twelfth of a
 	// fixed 5 s poller's polls (refresh's BenchmarkFollowing).

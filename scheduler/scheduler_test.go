@@ -234,7 +234,9 @@ func (j *memJournal) Record(ctx context.Context, job string, slot time.Time, kin
 	return nil
 }
 
-func (j *memJournal) Fail(context.Context, string, time.Time, pbirefresh.Kind, string) error { return nil }
+func (j *memJournal) Fail(context.Context, string, time.Time, pbirefresh.Kind, string) error {
+	return nil
+}
 
 // gate is a RunFunc per job that counts runs in flight and blocks until
 // released.

@@ -99,13 +99,13 @@ func TestDaemonReloadAndStop(t *testing.T) {
 	}
 	os.WriteFile(cfg, []byte(demoWith(t, dir, onlySales)), 0o600)
 	cmd, w := startDaemon(t, cfg)
-	at := w.waitFor(t, 0, 20*time.Second, "run fired", "job=sales")
+	at := w.waitFor(t, 0, 20*time.Second, "refresh started", "job=sales")
 
 	// A bad config is refused; the old one keeps running.
 	os.WriteFile(cfg, []byte(demoWith(t, dir, onlySales)+"\nshedule: oops\n"), 0o600)
 	cmd.Process.Signal(syscall.SIGHUP)
 	at = w.waitFor(t, at, 10*time.Second, "reload refused; keeping the running configuration", "shedule")
-	at = w.waitFor(t, at, 20*time.Second, "run fired", "job=sales")
+	at = w.waitFor(t, at, 20*time.Second, "refresh started", "job=sales")
 
 	// A good one takes effect: sales paused, team every 2 s.
 	os.WriteFile(cfg, []byte(demoWith(t, dir, func(s string) string {

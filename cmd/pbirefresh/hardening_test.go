@@ -365,7 +365,7 @@ func TestPausedJobRefusedByTheAPI(t *testing.T) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, l := range w.lines {
-		if strings.Contains(l, "run fired") && strings.Contains(l, "payroll") {
+		if strings.Contains(l, "job=payroll") && !strings.Contains(l, "job paused") {
 			t.Fatalf("a paused job fired: %s", l)
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -37,7 +38,7 @@ type stateStore interface {
 	Claimed(ctx context.Context, refreshID string) (bool, error)
 	InFlight(ctx context.Context) ([]store.Run, error)
 	Runs(ctx context.Context, q store.Query) ([]store.Run, error)
-	Durations(ctx context.Context, job string, n int) ([]time.Duration, error)
+	RecentDurations(ctx context.Context, n int) (map[string][]time.Duration, error)
 	Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error)
 	// Ping fails when the database does not answer or the last write
 	// failed: /readyz reports it.
@@ -74,7 +75,15 @@ type runCmd struct {
 	cfg     *configs.Config
 	clients map[string]*refresh.Client
 	wg      sync.WaitGroup // reattached runs
+
+	// durations holds each job's recent completed durations (newest
+	// first), read from the store once and kept up to date as runs end.
+	durMu     sync.Mutex
+	durations map[string][]time.Duration
 }
+
+// recentRuns is how many completed durations guide a job's polling.
+const recentRuns = 5
 
 func (c *runCmd) ParseFlags(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -96,6 +105,9 @@ func (c *runCmd) Run(ctx context.Context) error {
 		return err
 	}
 	c.store = st
+	if c.durations, err = st.RecentDurations(ctx, recentRuns); err != nil {
+		return err
+	}
 	clock := refresh.SystemClock{}
 	c.env, err = newEnv(cfg, c.logger, clock)
 	if err != nil {
@@ -323,15 +335,18 @@ func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 	}
 	var jobs []scheduler.Job
 	for _, j := range cfg.Jobs {
-		// A job without a schedule (Parsed nil) runs only on demand.
-		version, _ := json.Marshal(struct {
+		// A job without a schedule (Parsed nil) runs only on demand. Its
+		// version is a hash of its definition: 10,000 jobs keep 32 bytes
+		// each, not their JSON.
+		def, _ := json.Marshal(struct {
 			Job       *configs.Job
 			Effective configs.JobSettings
 		}{j, j.Effective})
+		version := sha256.Sum256(def)
 		jobs = append(jobs, scheduler.Job{
 			Name: j.Name, Schedule: j.Parsed, Enabled: *j.Enabled, Overlap: j.Effective.Overlap,
 			CatchUp: j.Effective.CatchUp.D(), Jitter: j.Effective.Jitter.D(), JitterMode: j.Effective.JitterMode,
-			LimitKey: j.Credential, Run: c.runFunc(j, clients[j.Credential]), Version: string(version),
+			LimitKey: j.Credential, Run: c.runFunc(j, clients[j.Credential]), Version: string(version[:]),
 		})
 	}
 	if err := c.sched.Set(ctx, jobs); err != nil {
@@ -395,14 +410,27 @@ func (c *runCmd) storeFailed(what, job string, err error) {
 
 // policy is a job's refresh policy for one run, with the job's recent
 // durations from the store and a logger that names the job and slot.
-func (c *runCmd) policy(ctx context.Context, job *configs.Job, slot time.Time) (refresh.Dataset, refresh.Options, refresh.Policy) {
+func (c *runCmd) policy(job *configs.Job, slot time.Time, kind pbirefresh.Kind) (refresh.Dataset, refresh.Options, refresh.Policy) {
 	ds, opts, pol := jobRequest(job)
 	pol.Claimed = c.claimed
-	pol.Logger = c.logger.With("job", job.Name, "slot", slot)
-	if d, err := c.store.Durations(ctx, job.Name, 5); err == nil {
-		pol.Durations = d
-	}
+	pol.Logger = c.logger.With("job", job.Name, "slot", slot, "kind", kind)
+	c.durMu.Lock()
+	pol.Durations = c.durations[job.Name]
+	c.durMu.Unlock()
 	return ds, opts, pol
+}
+
+// completed adds a completed run's duration to the job's recent ones.
+func (c *runCmd) completed(job string, res refresh.Result) {
+	r := store.Run{Posted: res.Start, Ended: res.End, ServiceStart: res.ServiceStart, ServiceEnd: res.ServiceEnd}
+	d := r.Duration()
+	if res.Outcome != pbirefresh.Completed || d <= 0 {
+		return
+	}
+	c.durMu.Lock()
+	defer c.durMu.Unlock()
+	ds := append([]time.Duration{d}, c.durations[job]...)
+	c.durations[job] = ds[:min(len(ds), recentRuns)]
 }
 
 // runFunc is one slot of a job: record it, start the refresh, record its
@@ -422,7 +450,7 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 		}
 		c.metrics.inFlight.Inc()
 		defer c.metrics.inFlight.Dec()
-		ds, opts, pol := c.policy(ctx, job, slot)
+		ds, opts, pol := c.policy(job, slot, kind)
 		persist := context.WithoutCancel(ctx)
 		pol.Started = func(rf refresh.Refresh) {
 			if err := c.store.SetRefresh(persist, id, rf.ID); err != nil {
@@ -447,6 +475,7 @@ func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int6
 	if err := c.store.Finish(context.WithoutCancel(ctx), id, o); err != nil {
 		c.storeFailed("a run's outcome could not be recorded", job, err)
 	}
+	c.completed(job, res)
 	c.metrics.ended(job, res)
 	c.tell(context.WithoutCancel(ctx), job, slot, id, res)
 }
@@ -472,7 +501,7 @@ func (c *runCmd) reattach(ctx context.Context) {
 			continue
 		}
 		client := clients[job.Credential]
-		ds, opts, pol := c.policy(ctx, job, r.Slot)
+		ds, opts, pol := c.policy(job, r.Slot, r.Kind)
 		release := c.sched.Hold(r.Job)
 		c.wg.Add(1)
 		c.metrics.inFlight.Inc()

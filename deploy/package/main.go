@@ -205,7 +205,10 @@ func packageInfo(root, stage, bin, version, license string, mtime time.Time) *nf
 	contents := files.Contents{
 		{Source: bin, Destination: binPath, FileInfo: mode(0o755)},
 		{Source: filepath.Join(stage, "pbirefresh.service"), Destination: unitPath, FileInfo: mode(0o644)},
-		{Source: src("configs/example.yaml"), Destination: configPath, Type: files.TypeConfigNoReplace, FileInfo: mode(0o640)},
+		// 0644: the config holds secret references, never secrets, and the
+		// unit's dynamic user must read it (ConfigurationDirectory= does not
+		// chown it).
+		{Source: src("configs/example.yaml"), Destination: configPath, Type: files.TypeConfigNoReplace, FileInfo: mode(0o644)},
 		{Source: src("configs/example.yaml"), Destination: docDir + "/example.yaml", FileInfo: mode(0o644)},
 		{Source: src("README.md"), Destination: docDir + "/README.md", FileInfo: mode(0o644)},
 		{Source: src("deploy/prometheus/pbirefresh.rules.yml"), Destination: shareDir + "/prometheus/pbirefresh.rules.yml", FileInfo: mode(0o644)},

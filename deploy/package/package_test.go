@@ -51,7 +51,7 @@ type file struct {
 var packaged = []file{
 	{"/usr/bin/pbirefresh", "-rwxr-xr-x", ""},
 	{"/usr/lib/systemd/system/pbirefresh.service", "-rw-r--r--", ""},
-	{"/etc/pbirefresh/pbirefresh.yaml", "-rw-r-----", "configs/example.yaml"},
+	{"/etc/pbirefresh/pbirefresh.yaml", "-rw-r--r--", "configs/example.yaml"},
 	{"/usr/share/doc/pbirefresh/example.yaml", "-rw-r--r--", "configs/example.yaml"},
 	{"/usr/share/doc/pbirefresh/README.md", "-rw-r--r--", "README.md"},
 	{"/usr/share/pbirefresh/prometheus/pbirefresh.rules.yml", "-rw-r--r--", "deploy/prometheus/pbirefresh.rules.yml"},
@@ -359,7 +359,7 @@ func dpkgLifecycle(t *testing.T, dpkg, deb, deb2 string) {
 
 	// An administrator's edit survives the upgrade, without a question.
 	edited := append(read(t, conf), "# edited by the administrator\n"...)
-	os.WriteFile(conf, edited, 0o640)
+	os.WriteFile(conf, edited, 0o644)
 	run("--install", deb2)
 	if got := read(t, conf); !bytes.Equal(got, edited) {
 		t.Error("the upgrade replaced the edited config")
@@ -408,7 +408,7 @@ func rpmLifecycle(t *testing.T, rpm, pkg, pkg2 string) {
 		}
 	}
 	edited := append(read(t, conf), "# edited by the administrator\n"...)
-	os.WriteFile(conf, edited, 0o640)
+	os.WriteFile(conf, edited, 0o644)
 	run("--upgrade", "--nodeps", "--noscripts", pkg2)
 	if got := read(t, conf); !bytes.Equal(got, edited) {
 		t.Error("the upgrade replaced the edited config")

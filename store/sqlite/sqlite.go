@@ -42,6 +42,8 @@ var migrations = []string{
 	ALTER TABLE runs ADD COLUMN service_end INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX runs_slot ON runs (slot, id);
 	CREATE INDEX runs_refresh ON runs (refresh_id) WHERE refresh_id != '';
+	DROP INDEX runs_status;
+	CREATE INDEX runs_inflight ON runs (id) WHERE status IN ('pending', 'running');
 	CREATE TABLE daemon (
 		id      INTEGER PRIMARY KEY CHECK (id = 1),
 		host    TEXT    NOT NULL,
@@ -76,15 +78,22 @@ type Store struct {
 	Now func() time.Time
 
 	path    string
-	version int     // schema version of the file
-	w       *sql.DB // the one writer connection (nil when read-only)
-	r       *sql.DB // readers, never waiting behind the writer (WAL)
+	version int       // schema version of the file
+	w       *sql.DB   // the writer (nil when read-only): one connection...
+	conn    *sql.Conn // ...held by the committer
+	r       *sql.DB   // readers, never waiting behind the writer (WAL)
 	lock    *os.File
 	// Statements on the hot path, prepared once.
 	begin, setRefresh, finish *sql.Stmt
 
 	mu       sync.Mutex
 	writeErr error // the last write's error, nil after a success
+
+	opsMu     sync.RWMutex // submit holds it to send, Close to close ops
+	opsClosed bool
+	ops       chan op       // writes for the committer
+	stopped   chan struct{} // closed when the committer has ended
+	closeOnce sync.Once
 }
 
 // Open opens the state database at path. Nothing is written to a file that
@@ -202,6 +211,9 @@ func (s *Store) openWriter(ctx context.Context, h Holder) error {
 		h.Host, h.PID, h.Version, nanos(s.now())); err != nil {
 		return classify(s.path, err)
 	}
+	if s.conn, err = w.Conn(ctx); err != nil {
+		return classify(s.path, err)
+	}
 	for _, p := range []struct {
 		stmt **sql.Stmt
 		sql  string
@@ -211,10 +223,12 @@ func (s *Store) openWriter(ctx context.Context, h Holder) error {
 		{&s.finish, `UPDATE runs SET status = ?, refresh_id = CASE WHEN ? = '' THEN refresh_id ELSE ? END,
 			ended = ?, polls = polls + ?, error = ?, code = ?, hint = ?, note = ?, service_start = ?, service_end = ? WHERE id = ?`},
 	} {
-		if *p.stmt, err = w.PrepareContext(ctx, p.sql); err != nil {
+		if *p.stmt, err = s.conn.PrepareContext(ctx, p.sql); err != nil {
 			return classify(s.path, err)
 		}
 	}
+	s.ops, s.stopped = make(chan op), make(chan struct{})
+	go s.committer()
 	return nil
 }
 
@@ -267,11 +281,8 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&n)
 }
 
-// wrote notes a write's result for Ping.
+// wrote notes a commit's (or a direct write's) result for Ping.
 func (s *Store) wrote(err error) error {
-	if errors.Is(err, store.ErrDuplicate) || errors.Is(err, context.Canceled) {
-		return err
-	}
 	if err != nil {
 		err = classify(s.path, err)
 	}
@@ -283,10 +294,26 @@ func (s *Store) wrote(err error) error {
 
 // Close closes the database and releases the file.
 func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() { err = s.close() })
+	return err
+}
+
+func (s *Store) close() error {
+	if s.ops != nil {
+		s.opsMu.Lock()
+		s.opsClosed = true
+		close(s.ops) // the committer commits what is queued, then ends
+		s.opsMu.Unlock()
+		<-s.stopped
+	}
 	for _, st := range []*sql.Stmt{s.begin, s.setRefresh, s.finish} {
 		if st != nil {
 			st.Close()
 		}
+	}
+	if s.conn != nil {
+		s.conn.Close()
 	}
 	var err error
 	if s.r != nil {
@@ -329,41 +356,44 @@ func isUnique(err error) bool {
 // errReadOnly: a write on a store opened read-only.
 var errReadOnly = errors.New("the state database is open read-only")
 
-// direct is the connection for reads on the run path: the writer's (it
-// sees its own writes at once), or the readers' when read-only.
-func (s *Store) direct() *sql.DB {
-	if s.w != nil {
-		return s.w
-	}
-	return s.r
-}
+// direct is the connection pool for reads on the run path: the readers'
+// (under WAL they see every committed write, and the committer holds the
+// writer's one connection).
+func (s *Store) direct() *sql.DB { return s.r }
 
 // insert records a run. The (job, slot) index keeps it unique and also
-// answers LastSlot, so this is one statement, one implicit transaction.
-func (s *Store) insert(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string, posted, ended time.Time) (int64, error) {
+// answers LastSlot. It commits at once (urgent).
+func (s *Store) insert(ctx context.Context, urgent bool, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string, posted, ended time.Time) (int64, error) {
 	if s.w == nil {
 		return 0, errReadOnly
 	}
-	res, err := s.begin.ExecContext(ctx, job, nanos(slot), string(kind), string(status), nanos(posted), nanos(ended), note)
-	if isUnique(err) {
-		return 0, store.ErrDuplicate
+	var id int64
+	err := s.submit(ctx, urgent, func(ctx context.Context, c *sql.Conn) error {
+		res, err := s.begin.ExecContext(ctx, job, nanos(slot), string(kind), string(status), nanos(posted), nanos(ended), note)
+		if isUnique(err) {
+			return store.ErrDuplicate
+		}
+		if err != nil {
+			return err
+		}
+		id, err = res.LastInsertId()
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrDuplicate) && !errors.Is(err, context.Canceled) {
+		err = classify(s.path, err)
 	}
-	if err != nil {
-		return 0, s.wrote(err)
-	}
-	s.wrote(nil)
-	return res.LastInsertId()
+	return id, err
 }
 
-// Begin records a run about to POST. ErrDuplicate means the slot was
-// already taken: do not trigger it.
+// Begin records a run about to POST, at once. ErrDuplicate means the slot
+// was already taken: do not trigger it.
 func (s *Store) Begin(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind) (int64, error) {
-	return s.insert(ctx, job, slot, kind, pbirefresh.Pending, "", s.now(), time.Time{})
+	return s.insert(ctx, true, job, slot, kind, pbirefresh.Pending, "", s.now(), time.Time{})
 }
 
 // Record writes a slot decided without a refresh: skipped or missed.
 func (s *Store) Record(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string) error {
-	_, err := s.insert(ctx, job, slot, kind, status, note, time.Time{}, s.now())
+	_, err := s.insert(ctx, true, job, slot, kind, status, note, time.Time{}, s.now())
 	return err
 }
 
@@ -373,19 +403,22 @@ func (s *Store) Fail(ctx context.Context, job string, slot time.Time, kind pbire
 	if s.w == nil {
 		return errReadOnly
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE runs SET status = ?, note = ?, ended = ? WHERE job = ? AND slot = ? AND status IN (?, ?)`,
-		string(pbirefresh.Error), note, nanos(s.now()), job, nanos(slot), string(pbirefresh.Pending), string(pbirefresh.Running))
-	if err != nil {
-		return s.wrote(err)
-	}
-	if n, _ := res.RowsAffected(); n > 0 {
-		return s.wrote(nil)
-	}
-	err = s.Record(ctx, job, slot, kind, pbirefresh.Error, note)
-	if errors.Is(err, store.ErrDuplicate) {
-		return nil // already final
-	}
-	return err
+	now := s.now()
+	return s.submit(ctx, true, func(ctx context.Context, c *sql.Conn) error {
+		res, err := c.ExecContext(ctx, `UPDATE runs SET status = ?, note = ?, ended = ? WHERE job = ? AND slot = ? AND status IN (?, ?)`,
+			string(pbirefresh.Error), note, nanos(now), job, nanos(slot), string(pbirefresh.Pending), string(pbirefresh.Running))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
+		}
+		_, err = s.begin.ExecContext(ctx, job, nanos(slot), string(kind), string(pbirefresh.Error), 0, nanos(now), note)
+		if isUnique(err) {
+			return nil // already final
+		}
+		return err
+	})
 }
 
 // SetRefresh records the refresh id of a run: it is now in flight.
@@ -393,8 +426,10 @@ func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) erro
 	if s.w == nil {
 		return errReadOnly
 	}
-	_, err := s.setRefresh.ExecContext(ctx, refreshID, string(pbirefresh.Running), id)
-	return s.wrote(err)
+	return s.submit(ctx, false, func(ctx context.Context, c *sql.Conn) error {
+		_, err := s.setRefresh.ExecContext(ctx, refreshID, string(pbirefresh.Running), id)
+		return err
+	})
 }
 
 // Finish writes a run's outcome.
@@ -402,9 +437,12 @@ func (s *Store) Finish(ctx context.Context, id int64, o store.Outcome) error {
 	if s.w == nil {
 		return errReadOnly
 	}
-	_, err := s.finish.ExecContext(ctx, string(o.Status), o.RefreshID, o.RefreshID, nanos(s.now()), o.Polls, o.Error, o.Code, o.Hint, o.Note,
-		nanos(o.ServiceStart), nanos(o.ServiceEnd), id)
-	return s.wrote(err)
+	now := s.now()
+	return s.submit(ctx, false, func(ctx context.Context, c *sql.Conn) error {
+		_, err := s.finish.ExecContext(ctx, string(o.Status), o.RefreshID, o.RefreshID, nanos(now), o.Polls, o.Error, o.Code, o.Hint, o.Note,
+			nanos(o.ServiceStart), nanos(o.ServiceEnd), id)
+		return err
+	})
 }
 
 // Claimed reports whether some run records this refresh id.
@@ -488,21 +526,35 @@ func (s *Store) Runs(ctx context.Context, q store.Query) ([]store.Run, error) {
 	return runs, classify(s.path, err)
 }
 
-// Durations returns how long the job's last n completed refreshes ran,
-// newest first: the expected duration that guides polling comes from
-// here, not from reading the dataset's history on every run.
-func (s *Store) Durations(ctx context.Context, job string, n int) ([]time.Duration, error) {
-	runs, err := s.Runs(ctx, store.Query{Job: job, Limit: 4 * n})
-	if err != nil {
-		return nil, err
+// RecentDurations returns, for every job, how long its last n completed
+// refreshes ran, newest first: the expected durations that guide polling
+// come from here, read once at start-up, not from the dataset's history
+// on every run.
+func (s *Store) RecentDurations(ctx context.Context, n int) (map[string][]time.Duration, error) {
+	extra := `service_start, service_end`
+	if s.version < 2 {
+		extra = `0, 0`
 	}
-	var out []time.Duration
-	for _, r := range runs {
-		if d := r.Duration(); r.Status == pbirefresh.Completed && d > 0 && len(out) < n {
-			out = append(out, d)
+	rows, err := s.direct().QueryContext(ctx, `SELECT job, posted, ended, `+extra+` FROM (
+		SELECT job, slot, posted, ended, `+extra+`, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn
+		FROM runs WHERE status = ?) WHERE rn <= ? ORDER BY job, slot DESC`, string(pbirefresh.Completed), n)
+	if err != nil {
+		return nil, classify(s.path, err)
+	}
+	defer rows.Close()
+	out := map[string][]time.Duration{}
+	for rows.Next() {
+		var job string
+		var posted, ended, sstart, send int64
+		if err := rows.Scan(&job, &posted, &ended, &sstart, &send); err != nil {
+			return nil, err
+		}
+		r := store.Run{Posted: fromNanos(posted), Ended: fromNanos(ended), ServiceStart: fromNanos(sstart), ServiceEnd: fromNanos(send)}
+		if d := r.Duration(); d > 0 {
+			out[job] = append(out[job], d)
 		}
 	}
-	return out, nil
+	return out, classify(s.path, rows.Err())
 }
 
 // Prune keeps, per job, the newest keep runs and none older than maxAge
@@ -512,12 +564,15 @@ func (s *Store) Prune(ctx context.Context, keep int, maxAge time.Duration) (int6
 		return 0, errReadOnly
 	}
 	cutoff := nanos(s.now().Add(-maxAge))
-	res, err := s.w.ExecContext(ctx, `DELETE FROM runs WHERE status NOT IN (?, ?) AND id IN (
-		SELECT id FROM (SELECT id, slot, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn FROM runs)
-		WHERE rn > ? OR slot < ?)`, string(pbirefresh.Pending), string(pbirefresh.Running), keep, cutoff)
-	if err != nil {
-		return 0, s.wrote(err)
-	}
-	s.wrote(nil)
-	return res.RowsAffected()
+	var n int64
+	err := s.submit(ctx, true, func(ctx context.Context, c *sql.Conn) error {
+		res, err := c.ExecContext(ctx, `DELETE FROM runs WHERE status NOT IN (?, ?) AND id IN (
+			SELECT id FROM (SELECT id, slot, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn FROM runs)
+			WHERE rn > ? OR slot < ?)`, string(pbirefresh.Pending), string(pbirefresh.Running), keep, cutoff)
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return err
+	})
+	return n, err
 }

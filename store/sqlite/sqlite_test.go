@@ -165,7 +165,7 @@ func TestFirstSchemaMigrates(t *testing.T) {
 func TestNewerDatabaseRefusedWithTheRightHint(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	s := openRW(t, path)
-	s.w.Exec("PRAGMA user_version = 99")
+	s.conn.ExecContext(context.Background(), "PRAGMA user_version = 99")
 	s.Close()
 	before, _ := os.ReadFile(path)
 	for _, o := range []Options{{ReadOnly: true}, {Daemon: daemon}} {
@@ -257,14 +257,14 @@ func TestFailedWriteMakesPingFail(t *testing.T) {
 	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s.w.Exec(`CREATE TRIGGER no_writes BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'disk full'); END`)
+	s.conn.ExecContext(context.Background(), `CREATE TRIGGER no_writes BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'disk full'); END`)
 	if _, err := s.Begin(ctx, "a", storetest.T0, pbirefresh.Scheduled); err == nil {
 		t.Fatal("the write succeeded")
 	}
 	if err := s.Ping(ctx); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("ping after a failed write: %v", err)
 	}
-	s.w.Exec(`DROP TRIGGER no_writes`)
+	s.conn.ExecContext(context.Background(), `DROP TRIGGER no_writes`)
 	if _, err := s.Begin(ctx, "a", storetest.T0, pbirefresh.Scheduled); err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ type Store interface {
 	LastSlot(ctx context.Context, job string) (time.Time, bool, error)
 	InFlight(ctx context.Context) ([]store.Run, error)
 	Runs(ctx context.Context, q store.Query) ([]store.Run, error)
-	Durations(ctx context.Context, job string, n int) ([]time.Duration, error)
+	RecentDurations(ctx context.Context, n int) (map[string][]time.Duration, error)
 	Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error)
 	Ping(ctx context.Context) error
 	Close() error
@@ -250,10 +250,11 @@ func durations(t *testing.T, open Opener) {
 		}
 		must(t, s.Finish(ctx, id, o))
 	}
-	got, err := s.Durations(ctx, "a", 2)
+	must(t, s.Record(ctx, "b", T0, pbirefresh.Scheduled, pbirefresh.Missed, ""))
+	got, err := s.RecentDurations(ctx, 2)
 	must(t, err)
-	if fmt.Sprint(got) != "[40s 20s]" {
-		t.Fatalf("durations %v, want the newest two completed: [40s 20s]", got)
+	if fmt.Sprint(got) != "map[a:[40s 20s]]" {
+		t.Fatalf("durations %v, want job a's newest two completed: [40s 20s], and nothing for b", got)
 	}
 }
 

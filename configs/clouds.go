@@ -10,12 +10,20 @@ import (
 // Entra ID authority host and the token scope of each Microsoft cloud, as
 // listed in "Power BI for US government customers" and "Embed for national
 // clouds" (https://learn.microsoft.com/power-bi/developer/embedded/embed-sample-for-customers-national-clouds).
+// The PostgreSQL scopes are those of Azure Database for PostgreSQL's
+// Entra ID authentication
+// (https://learn.microsoft.com/azure/postgresql/flexible-server/how-to-configure-sign-in-azure-ad-authentication).
 var Clouds = map[string]Endpoints{
-	"public":    {AuthorityHost: "https://login.microsoftonline.com", PowerBIAPI: "https://api.powerbi.com", PowerBIScope: "https://analysis.windows.net/powerbi/api/.default"},
-	"usgov":     {AuthorityHost: "https://login.microsoftonline.com", PowerBIAPI: "https://api.powerbigov.us", PowerBIScope: "https://analysis.usgovcloudapi.net/powerbi/api/.default"},
-	"usgovhigh": {AuthorityHost: "https://login.microsoftonline.us", PowerBIAPI: "https://api.high.powerbigov.us", PowerBIScope: "https://high.analysis.usgovcloudapi.net/powerbi/api/.default"},
-	"usdod":     {AuthorityHost: "https://login.microsoftonline.us", PowerBIAPI: "https://api.mil.powerbigov.us", PowerBIScope: "https://mil.analysis.usgovcloudapi.net/powerbi/api/.default"},
-	"china":     {AuthorityHost: "https://login.chinacloudapi.cn", PowerBIAPI: "https://api.powerbi.cn", PowerBIScope: "https://analysis.chinacloudapi.cn/powerbi/api/.default"},
+	"public": {AuthorityHost: "https://login.microsoftonline.com", PowerBIAPI: "https://api.powerbi.com", PowerBIScope: "https://analysis.windows.net/powerbi/api/.default",
+		PostgresScope: "https://ossrdbms-aad.database.windows.net/.default"},
+	"usgov": {AuthorityHost: "https://login.microsoftonline.com", PowerBIAPI: "https://api.powerbigov.us", PowerBIScope: "https://analysis.usgovcloudapi.net/powerbi/api/.default",
+		PostgresScope: "https://ossrdbms-aad.database.usgovcloudapi.net/.default"},
+	"usgovhigh": {AuthorityHost: "https://login.microsoftonline.us", PowerBIAPI: "https://api.high.powerbigov.us", PowerBIScope: "https://high.analysis.usgovcloudapi.net/powerbi/api/.default",
+		PostgresScope: "https://ossrdbms-aad.database.usgovcloudapi.net/.default"},
+	"usdod": {AuthorityHost: "https://login.microsoftonline.us", PowerBIAPI: "https://api.mil.powerbigov.us", PowerBIScope: "https://mil.analysis.usgovcloudapi.net/powerbi/api/.default",
+		PostgresScope: "https://ossrdbms-aad.database.usgovcloudapi.net/.default"},
+	"china": {AuthorityHost: "https://login.chinacloudapi.cn", PowerBIAPI: "https://api.powerbi.cn", PowerBIScope: "https://analysis.chinacloudapi.cn/powerbi/api/.default",
+		PostgresScope: "https://ossrdbms-aad.database.chinacloudapi.cn/.default"},
 }
 
 // cloudNames is the list the fix names, in the order an operator reads it.
@@ -42,6 +50,7 @@ func (v *validator) resolveCloud() {
 		}
 	case "emulator":
 		// Filled in by cmd/pbirefresh once the emulator is listening.
+		ep.PostgresScope = cmp.Or(ep.PostgresScope, Clouds["public"].PostgresScope)
 	default:
 		base, ok := Clouds[c.Cloud]
 		if !ok {
@@ -51,6 +60,7 @@ func (v *validator) resolveCloud() {
 		ep.AuthorityHost = cmp.Or(ep.AuthorityHost, base.AuthorityHost)
 		ep.PowerBIAPI = cmp.Or(ep.PowerBIAPI, base.PowerBIAPI)
 		ep.PowerBIScope = cmp.Or(ep.PowerBIScope, base.PowerBIScope)
+		ep.PostgresScope = cmp.Or(ep.PostgresScope, base.PostgresScope)
 	}
 	for _, f := range []struct{ key, val string }{{"authority_host", ep.AuthorityHost}, {"powerbi_api", ep.PowerBIAPI}} {
 		if f.val != "" && !strings.HasPrefix(f.val, "https://") {

@@ -44,9 +44,30 @@ type Config struct {
 
 // State is the daemon's database.
 type State struct {
-	// Path of the SQLite file (default ./pbirefresh.db).
-	Path      string    `yaml:"path"`
+	// Path of the SQLite file (default ./pbirefresh.db when postgres is
+	// not set): one daemon on one machine.
+	Path string `yaml:"path"`
+	// Postgres keeps the state in PostgreSQL instead, shared by any number
+	// of replicas of the daemon (exactly one of path and postgres).
+	Postgres  *Postgres `yaml:"postgres"`
 	Retention Retention `yaml:"retention"`
+}
+
+// Postgres is a PostgreSQL state database.
+type Postgres struct {
+	// URL is a libpq URL, postgres://user@host:5432/db?sslmode=verify-full&sslrootcert=/path/ca.pem;
+	// a password written in it is refused (use password).
+	URL string `yaml:"url"`
+	// Password is a secret reference; optional (trust, certificates or
+	// entra_token need none).
+	Password *SecretRef `yaml:"password"`
+	// EntraToken uses an Entra ID access token as the password (Azure
+	// Database for PostgreSQL), from the Azure default credential chain,
+	// renewed before it expires.
+	EntraToken bool `yaml:"entra_token"`
+	// LeaseTTL: a replica that has not renewed its lease for this long is
+	// dead and its runs are taken over (default 15s).
+	LeaseTTL Duration `yaml:"lease_ttl"`
 }
 
 // Retention bounds the run history kept per job.
@@ -102,6 +123,9 @@ type Endpoints struct {
 	AuthorityHost string `yaml:"authority_host"`
 	PowerBIAPI    string `yaml:"powerbi_api"`
 	PowerBIScope  string `yaml:"powerbi_scope"`
+	// PostgresScope is the token scope of Azure Database for PostgreSQL,
+	// for state.postgres.entra_token.
+	PostgresScope string `yaml:"postgres_scope"`
 	// KeyVaultChallengeVerification checks that a Key Vault challenge names
 	// the vault's own domain (default true; false only for emulators).
 	KeyVaultChallengeVerification *bool `yaml:"keyvault_challenge_verification"`

@@ -219,3 +219,27 @@ func TestWorldReadableTokenFileRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPostgresState(t *testing.T) {
+	for _, c := range []struct{ state, want string }{
+		{"state: {postgres: {url: \"postgres://u@db.example.com/x?sslmode=verify-full\"}}", ""},
+		{"state: {path: a.db, postgres: {url: \"postgres://u@127.0.0.1/x?sslmode=disable\"}}", "state.path and state.postgres are both set"},
+		{"state: {postgres: {url: \"postgres://u:hunter2@db.example.com/x\"}}", "a password is written in the URL"},
+		{"state: {postgres: {url: \"postgres://u@db.example.com/x?sslmode=disable\"}}", "sslmode=disable sends"},
+		{"state: {postgres: {url: \"mysql://u@h/x\"}}", "is not a postgres:// URL"},
+		{"state: {postgres: {url: \"postgres://u@h/x\", password: {env: PGPW}, entra_token: true}}", "password and entra_token are both set"},
+		{"state: {postgres: {url: \"postgres://u@h/x\", lease_ttl: 1s}}", "lease_ttl 1s is below 3s"},
+	} {
+		cfg, err := Parse("c.yaml", []byte(c.state+"\n"+oneJob))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.state, err)
+		case c.want == "" && (cfg.State.Path != "" || cfg.State.Postgres.LeaseTTL.D() != 15*time.Second):
+			t.Errorf("%s: path %q, lease %s", c.state, cfg.State.Path, cfg.State.Postgres.LeaseTTL.D())
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want %q", c.state, err, c.want)
+		case err != nil && strings.Contains(err.Error(), "hunter2"):
+			t.Errorf("the password was echoed: %v", err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package configs
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -73,7 +74,14 @@ func enum[T ~string](v *validator, path, who, key string, val T, values []T) boo
 
 func (v *validator) run() {
 	c := v.c
+	pathSet := c.State.Path != ""
 	merge(c, DefaultConfig)
+	if c.State.Postgres != nil {
+		if pathSet {
+			v.add("state.path", "", "keep state.path (SQLite, one daemon) or state.postgres (PostgreSQL, any number of replicas), not both", "state.path and state.postgres are both set")
+		}
+		c.State.Path = ""
+	}
 	v.resolveCloud()
 	v.credentials()
 	v.state()
@@ -176,12 +184,65 @@ func (v *validator) secretRef(p, who string, s *SecretRef) {
 
 func (v *validator) state() {
 	c := v.c
+	if pg := c.State.Postgres; pg != nil {
+		v.postgres(pg)
+	}
 	if c.State.Retention.Count < 0 {
 		v.add("state.retention.count", "", "keep at least 1 run per job", "retention count %d is negative", c.State.Retention.Count)
 	}
 	if c.Limits.MaxInFlight < 0 || c.Limits.PerCredential < 0 {
 		v.add("limits", "", "use 0 for no cap, or a positive number", "limits must not be negative")
 	}
+}
+
+func (v *validator) postgres(pg *Postgres) {
+	const p = "state.postgres"
+	u, err := url.Parse(pg.URL)
+	switch {
+	case pg.URL == "":
+		v.add(p+".url", "", "write a libpq URL: postgres://user@host:5432/database?sslmode=verify-full&sslrootcert=/path/ca.pem", "url is missing")
+	case err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "":
+		v.add(p+".url", "", "write a libpq URL: postgres://user@host:5432/database?sslmode=verify-full&sslrootcert=/path/ca.pem", "url %s is not a postgres:// URL", quote(redactURL(pg.URL)))
+	default:
+		if _, has := u.User.Password(); has {
+			// The value itself is never echoed.
+			v.add(p+".url", "", "remove the password from the URL and reference it: password: {env: PGPASSWORD_VAR} or {file: ...} or {keyvault: {...}}", "a password is written in the URL")
+		}
+		if m := u.Query().Get("sslmode"); m == "disable" && !loopbackHost(u.Hostname()) {
+			v.add(p+".url", "", "use sslmode=verify-full with sslrootcert=/path/to/ca.pem (the server's CA) for a database beyond this host", "sslmode=disable sends the state database's traffic in clear text")
+		}
+	}
+	if pg.Password != nil {
+		v.secretRef(p+".password", "", pg.Password)
+		if pg.EntraToken {
+			v.add(p+".entra_token", "", "keep one of password and entra_token", "password and entra_token are both set")
+		}
+	}
+	if pg.LeaseTTL == 0 {
+		pg.LeaseTTL = Duration(15 * time.Second)
+	} else if pg.LeaseTTL.D() < 3*time.Second {
+		v.add(p+".lease_ttl", "", "use 3s or more (15s is the default: takeover within about 20 s)", "lease_ttl %s is below 3s", pg.LeaseTTL.D())
+	}
+}
+
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redactURL drops a password from a URL before it is quoted in a message.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	}
+	return u.String()
 }
 
 func (v *validator) http() {

@@ -121,7 +121,8 @@ type Client struct {
 	MaxBackoff time.Duration
 	// Observe, if set, sees every response: the endpoint (refresh.post,
 	// refresh.history, refresh.details, refresh.cancel, groups.get,
-	// datasets.get) and the status (0 for a network error).
+	// datasets.get, dataflow.refresh, dataflow.transactions,
+	// dataflow.cancel) and the status (0 for a network error).
 	Observe func(endpoint string, status int)
 
 	base   string
@@ -334,6 +335,11 @@ func (c *Client) start(ctx context.Context, ds Dataset, opts Options, deadline t
 	path := ds.path() + "/refreshes"
 	body := opts.body()
 	for attempt := 1; ; attempt++ {
+		if p.Gate != nil {
+			if err := p.Gate(); err != nil {
+				return Refresh{}, fmt.Errorf("refresh not requested: %w", err)
+			}
+		}
 		posted := c.clock().Now()
 		r, err := c.do(ctx, http.MethodPost, path, body, deadline)
 		if errors.Is(err, errAmbiguous) {
@@ -687,6 +693,12 @@ func (c *Client) CheckDataset(ctx context.Context, ds Dataset, deadline time.Tim
 func endpointOf(method, path string) string {
 	p, _, _ := strings.Cut(path, "?")
 	switch {
+	case strings.Contains(p, "/dataflows/") && strings.HasSuffix(p, "/cancel"):
+		return "dataflow.cancel"
+	case strings.Contains(p, "/dataflows/") && strings.HasSuffix(p, "/transactions"):
+		return "dataflow.transactions"
+	case strings.Contains(p, "/dataflows/") && strings.HasSuffix(p, "/refreshes"):
+		return "dataflow.refresh"
 	case strings.HasSuffix(p, "/refreshes") && method == http.MethodPost:
 		return "refresh.post"
 	case strings.HasSuffix(p, "/refreshes"):

@@ -34,6 +34,9 @@ type Policy struct {
 	// Claimed reports whether a refresh id already belongs to another run;
 	// settling an unanswered POST never adopts such a refresh.
 	Claimed func(refreshID string) bool
+	// Gate, if set, is asked right before each POST: an error stops the run
+	// without posting (a replica whose lease may have lapsed must not post).
+	Gate func() error
 	// Logger, if set, receives this run's events (the daemon adds the job
 	// and slot); default: the client's.
 	Logger *slog.Logger

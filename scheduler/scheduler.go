@@ -504,6 +504,51 @@ func (s *Scheduler) Hold(name string) (release func()) {
 	}
 }
 
+// Resync recomputes every enabled job's next slot from the journal's last
+// slot, as at start-up: after this process was cut off from a shared
+// journal (other replicas ran slots meanwhile, or nobody did), the slots
+// it missed follow the catch-up rules and none runs twice.
+func (s *Scheduler) Resync(ctx context.Context) error {
+	s.mu.Lock()
+	var names []string
+	for name, st := range s.jobs {
+		if st.job.Enabled {
+			names = append(names, name)
+		}
+	}
+	s.mu.Unlock()
+	last := map[string]time.Time{}
+	for _, name := range names {
+		t, ok, err := s.journal.LastSlot(ctx, name)
+		if err != nil {
+			return fmt.Errorf("read the last slot of job %s: %w", name, err)
+		}
+		if ok {
+			last[name] = t
+		}
+	}
+	now := s.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, name := range names {
+		st := s.jobs[name]
+		if st == nil {
+			continue
+		}
+		from := now
+		if t, ok := last[name]; ok && t.Before(now) {
+			from = t
+		}
+		st.advance(from, s)
+		if st.index >= 0 {
+			heap.Fix(&s.due, st.index)
+		} else if st.hasNext && st.job.Enabled {
+			heap.Push(&s.due, st)
+		}
+	}
+	return nil
+}
+
 // Alive reports whether the loop has ticked within d (for a watchdog).
 func (s *Scheduler) Alive(d time.Duration) bool {
 	s.mu.Lock()

@@ -524,3 +524,29 @@ func TestRunKeepsTheDefinitionItFiredWith(t *testing.T) {
 		}
 	}
 }
+
+// TestResyncCatchesUpFromTheJournal: after a replica was cut off, Resync
+// takes each job's last slot from the journal: slots decided elsewhere are
+// not run again, and slots nobody decided follow the catch-up rules.
+func TestResyncCatchesUpFromTheJournal(t *testing.T) {
+	s, st, c := setup(t)
+	ctx := context.Background()
+	r := &recorder{}
+	s.Set(ctx, []scheduler.Job{{Name: "a", Schedule: hourly(t), Enabled: true, CatchUp: 2 * time.Hour, Run: r.run}})
+	// Cut off from 09:00 to 13:30: another replica ran 10:00 and 11:00,
+	// nobody ran 12:00 or 13:00.
+	st.Record(ctx, "a", t0.Add(time.Hour), pbirefresh.Scheduled, pbirefresh.Completed, "elsewhere")
+	st.Record(ctx, "a", t0.Add(2*time.Hour), pbirefresh.Scheduled, pbirefresh.Completed, "elsewhere")
+	c.Set(t0.Add(4*time.Hour + 30*time.Minute))
+	if err := s.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Tick(ctx, c.Now())
+	wait(s)
+	if got := r.got(); len(got) != 1 || got[0] != "13:00 catch-up" {
+		t.Fatalf("runs %v, want only 13:00 caught up", got)
+	}
+	if got := statuses(t, st, "a")["12:00"]; got != "missed/scheduled" {
+		t.Fatalf("12:00 recorded %q", got)
+	}
+}

@@ -7,9 +7,40 @@ import (
 	"github.com/pbirefresh/pbirefresh"
 )
 
-// ErrDuplicate: the (job, slot) pair is already recorded. The run must not
-// trigger a refresh.
-var ErrDuplicate = errors.New("this job's slot is already recorded")
+// Errors every implementation returns.
+var (
+	// ErrDuplicate: the (job, slot) pair is already recorded. The run must
+	// not trigger a refresh.
+	ErrDuplicate = errors.New("this job's slot is already recorded")
+	// ErrBusy: another run of the job is in flight (pending or running),
+	// maybe on another replica; the slot follows the overlap rule.
+	ErrBusy = errors.New("another run of this job is in flight")
+	// ErrFenced: this replica's lease has expired or cannot be renewed; it
+	// must not claim, post or record anything until it rejoins.
+	ErrFenced = errors.New("this replica has lost its lease")
+	// ErrNotOwner: the run belongs to another replica now (it took it over
+	// while this one could not renew its lease); its outcome is theirs to
+	// record.
+	ErrNotOwner = errors.New("the run belongs to another replica")
+)
+
+// Replica is one process sharing the state: its lease is renewed on the
+// database's clock.
+type Replica struct {
+	ID        string    `json:"id"`
+	Host      string    `json:"host"`
+	PID       int       `json:"pid"`
+	Version   string    `json:"version"`
+	Started   time.Time `json:"started"`
+	Heartbeat time.Time `json:"heartbeat"`
+	// Expires is when the lease ends unless renewed (database clock).
+	Expires time.Time `json:"expires"`
+	Alive   bool      `json:"alive"`
+	// Runs is how many runs in flight it owns.
+	Runs int `json:"runs"`
+	// Self: this is the replica answering.
+	Self bool `json:"self"`
+}
 
 // Run is one recorded run: a (job, slot) pair and what became of it.
 type Run struct {
@@ -33,6 +64,9 @@ type Run struct {
 	Code string `json:"code,omitempty"`
 	Hint string `json:"hint,omitempty"`
 	Note string `json:"note,omitempty"`
+	// Owner is the replica that follows (or followed) the run; empty with
+	// a single process.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Duration is how long the refresh ran: the service's own times when it

@@ -6,11 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"text/tabwriter"
 	"time"
 
+	"github.com/pbirefresh/pbirefresh/refresh"
 	"github.com/pbirefresh/pbirefresh/store"
-	"github.com/pbirefresh/pbirefresh/store/sqlite"
 )
 
 // historyCmd is `pbirefresh history`: the runs in the state database.
@@ -45,8 +46,15 @@ func (c *historyCmd) Run(ctx context.Context) error {
 		return err
 	}
 	// Read-only: history never writes, never migrates, and works beside a
-	// running daemon.
-	st, err := sqlite.Open(ctx, cfg.State.Path, sqlite.Options{ReadOnly: true})
+	// running daemon. A PostgreSQL password may be a secret reference.
+	var e *env
+	if pg := cfg.State.Postgres; pg != nil && (pg.Password != nil || pg.EntraToken) {
+		if e, err = newEnv(cfg, slog.New(slog.DiscardHandler), refresh.SystemClock{}); err != nil {
+			return err
+		}
+		defer e.Close()
+	}
+	st, err := openReadOnly(ctx, cfg, e)
 	if err != nil {
 		return err
 	}
@@ -74,7 +82,13 @@ func (c *historyCmd) Run(ctx context.Context) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(c.stdout, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(w, "SLOT (UTC)\tJOB\tKIND\tSTATUS\tDURATION\tREFRESH ID\tDETAIL")
+	replica := ""
+	for _, r := range runs {
+		if r.Owner != "" {
+			replica = "\tREPLICA"
+		}
+	}
+	fmt.Fprintln(w, "SLOT (UTC)\tJOB\tKIND\tSTATUS\tDURATION\tREFRESH ID"+replica+"\tDETAIL")
 	for _, r := range runs {
 		dur := ""
 		if !r.Posted.IsZero() && !r.Ended.IsZero() {
@@ -90,7 +104,11 @@ func (c *historyCmd) Run(ctx context.Context) error {
 		if len(detail) > 80 {
 			detail = detail[:77] + "..."
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Slot.Format("2006-01-02 15:04:05"), r.Job, r.Kind, r.Status, dur, r.RefreshID, detail)
+		owner := ""
+		if replica != "" {
+			owner = "\t" + r.Owner
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s%s\t%s\n", r.Slot.Format("2006-01-02 15:04:05"), r.Job, r.Kind, r.Status, dur, r.RefreshID, owner, detail)
 	}
 	return w.Flush()
 }

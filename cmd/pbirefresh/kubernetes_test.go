@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/pbirefresh/pbirefresh/configs"
@@ -47,10 +48,32 @@ func checkContainer(t *testing.T, where string, pod corev1.PodSpec) corev1.Conta
 }
 
 func TestKubernetesManifests(t *testing.T) {
+	// SQLite: one replica, Recreate, a volume.
+	var single appsv1.Deployment
+	decodeManifest(t, "deployment-sqlite.yaml", &single)
+	if single.Spec.Replicas == nil || *single.Spec.Replicas != 1 || single.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("deployment-sqlite: one replica with Recreate, got %v %s", single.Spec.Replicas, single.Spec.Strategy.Type)
+	}
+	checkContainer(t, "deployment-sqlite", single.Spec.Template.Spec)
+	// PostgreSQL: three replicas, rolling updates, spread over nodes, a
+	// disruption budget.
 	var d appsv1.Deployment
 	decodeManifest(t, "deployment.yaml", &d)
-	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-		t.Errorf("deployment: one replica with Recreate, got %v %s", d.Spec.Replicas, d.Spec.Strategy.Type)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 || d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType {
+		t.Errorf("deployment: three replicas with RollingUpdate, got %v %s", d.Spec.Replicas, d.Spec.Strategy.Type)
+	}
+	if a := d.Spec.Template.Spec.Affinity; a == nil || a.PodAntiAffinity == nil || len(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+		t.Errorf("deployment: no pod anti-affinity")
+	}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.PersistentVolumeClaim != nil {
+			t.Errorf("deployment: replicas on PostgreSQL need no volume (%s)", v.Name)
+		}
+	}
+	var pdb policyv1.PodDisruptionBudget
+	decodeManifest(t, "pdb.yaml", &pdb)
+	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 || pdb.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "pbirefresh" {
+		t.Errorf("pdb: %+v", pdb.Spec)
 	}
 	c := checkContainer(t, "deployment", d.Spec.Template.Spec)
 	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" ||
@@ -77,17 +100,24 @@ func TestKubernetesManifests(t *testing.T) {
 	var pvc corev1.PersistentVolumeClaim
 	decodeManifest(t, "pvc.yaml", &pvc)
 
-	// The ConfigMap's config is valid pbirefresh configuration.
-	var cm corev1.ConfigMap
-	decodeManifest(t, "configmap.yaml", &cm)
-	text, ok := cm.Data["pbirefresh.yaml"]
-	if !ok {
-		t.Fatal("configmap lacks pbirefresh.yaml")
-	}
+	// The ConfigMaps' configs are valid pbirefresh configuration, each
+	// with the state its deployment expects.
 	token := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(token, []byte("0123456789abcdef0123456789abcdef"), 0o600)
-	text = strings.Replace(text, "/etc/pbirefresh-token/token", token, 1)
-	if _, err := configs.Parse("configmap.yaml", []byte(text)); err != nil {
-		t.Fatalf("configmap config: %v", err)
+	for _, f := range []string{"configmap.yaml", "configmap-sqlite.yaml"} {
+		var cm corev1.ConfigMap
+		decodeManifest(t, f, &cm)
+		text, ok := cm.Data["pbirefresh.yaml"]
+		if !ok {
+			t.Fatalf("%s lacks pbirefresh.yaml", f)
+		}
+		text = strings.Replace(text, "/etc/pbirefresh-token/token", token, 1)
+		cfg, err := configs.Parse(f, []byte(text))
+		if err != nil {
+			t.Fatalf("%s config: %v", f, err)
+		}
+		if shared := cfg.State.Postgres != nil; shared != (f == "configmap.yaml") {
+			t.Errorf("%s: state on PostgreSQL %v", f, shared)
+		}
 	}
 }

@@ -94,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cmd = &nextCmd{stdout: stdout, stderr: stderr}
 	case "history":
 		cmd = &historyCmd{stdout: stdout, stderr: stderr}
+	case "state":
+		cmd = &stateCmd{stdout: stdout, stderr: stderr, logger: newLogger(stderr)}
 	case "once":
 		cmd = &onceCmd{stdout: stdout, stderr: stderr, logger: newLogger(stderr)}
 	case "validate":
@@ -170,6 +172,9 @@ Usage:
                        print the upcoming runs, with DST adjustments noted
   pbirefresh history --config FILE [--job NAME] [--limit N] [--output text|json]
                        print recorded runs from the state database
+  pbirefresh state copy --config FILE --from STATE.db
+                       copy an SQLite history into the config's state.postgres
+                       (idempotent: runs already there are kept)
   pbirefresh once --config FILE --job NAME [--output text|json]
                        start one refresh now and follow it to its end
   pbirefresh validate --config FILE

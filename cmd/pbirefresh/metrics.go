@@ -27,6 +27,8 @@ type metrics struct {
 	tokens      *prometheus.CounterVec
 	vaultReads  *prometheus.CounterVec
 	notifies    *prometheus.CounterVec
+	takeovers   prometheus.Counter
+	leasesLost  prometheus.Counter
 }
 
 // nextRuns reports each job's next run at scrape time.
@@ -49,7 +51,28 @@ func (n *nextRuns) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func newMetrics(sched func() *scheduler.Scheduler, jobs func() []string) *metrics {
+// replicaGauges reports, at scrape time, the replicas alive and whether
+// this one holds its lease.
+type replicaGauges struct {
+	alive, held *prometheus.Desc
+	state       func() (alive int, held bool, ok bool)
+}
+
+func (r *replicaGauges) Describe(ch chan<- *prometheus.Desc) { ch <- r.alive; ch <- r.held }
+func (r *replicaGauges) Collect(ch chan<- prometheus.Metric) {
+	alive, held, ok := r.state()
+	if !ok {
+		return
+	}
+	h := 0.0
+	if held {
+		h = 1
+	}
+	ch <- prometheus.MustNewConstMetric(r.alive, prometheus.GaugeValue, float64(alive))
+	ch <- prometheus.MustNewConstMetric(r.held, prometheus.GaugeValue, h)
+}
+
+func newMetrics(sched func() *scheduler.Scheduler, jobs func() []string, replicas func() (int, bool, bool)) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pbirefresh_runs_total",
@@ -71,11 +94,18 @@ func newMetrics(sched func() *scheduler.Scheduler, jobs func() []string) *metric
 			Help: "Key Vault secret reads by result (ok, error)."}, []string{"result"}),
 		notifies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pbirefresh_notifications_total",
 			Help: "Notifications by target and result (sent, failed)."}, []string{"target", "result"}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "pbirefresh_takeovers_total",
+			Help: "Runs in flight this replica took over from replicas whose lease had expired."}),
+		leasesLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "pbirefresh_leases_lost_total",
+			Help: "Times this replica lost its lease (it then stops its runs and joins again)."}),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "pbirefresh_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}})
 	build.Set(1)
 	m.reg.MustRegister(m.runs, m.duration, m.lastSuccess, m.inFlight, m.requests, m.throttled, m.tokens, m.vaultReads, m.notifies, build,
+		m.takeovers, m.leasesLost,
+		&replicaGauges{alive: prometheus.NewDesc("pbirefresh_replicas_alive", "Replicas whose lease is valid on the database's clock (1 with SQLite state).", nil, nil),
+			held: prometheus.NewDesc("pbirefresh_lease_held", "1 while this replica holds its lease and may claim and post.", nil, nil), state: replicas},
 		&nextRuns{desc: prometheus.NewDesc("pbirefresh_next_run_timestamp_seconds", "When the job fires next (Unix time, jitter included).", []string{"job"}, nil), sched: sched, jobs: jobs},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

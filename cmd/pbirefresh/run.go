@@ -36,7 +36,15 @@ type stateStore interface {
 	SetRefresh(ctx context.Context, id int64, refreshID string) error
 	Finish(ctx context.Context, id int64, o store.Outcome) error
 	Claimed(ctx context.Context, refreshID string) (bool, error)
-	InFlight(ctx context.Context) ([]store.Run, error)
+	// Adopt takes over the runs in flight no live process follows: at
+	// start-up, those an earlier process left; with replicas, those of
+	// replicas whose lease expired.
+	Adopt(ctx context.Context) ([]store.Run, error)
+	Replicas(ctx context.Context) ([]store.Replica, error)
+	// Self is this process's replica id; Gate fails while it may not claim
+	// or post (a replica without a valid lease).
+	Self() string
+	Gate() error
 	Runs(ctx context.Context, q store.Query) ([]store.Run, error)
 	RecentDurations(ctx context.Context, n int) (map[string][]time.Duration, error)
 	Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error)
@@ -74,7 +82,13 @@ type runCmd struct {
 	mu      sync.Mutex
 	cfg     *configs.Config
 	clients map[string]*refresh.Client
-	wg      sync.WaitGroup // reattached runs
+	wg      sync.WaitGroup // adopted runs
+
+	// member is cancelled when a replica loses its lease: its runs stop
+	// at once (their refreshes keep running; another replica adopts them).
+	memberMu     sync.Mutex
+	member       context.Context
+	memberCancel context.CancelFunc
 
 	// durations holds each job's recent completed durations (newest
 	// first), read from the store once and kept up to date as runs end.
@@ -98,23 +112,37 @@ func (c *runCmd) Run(ctx context.Context) error {
 		return err
 	}
 	c.host, _ = os.Hostname()
-	// The state file is taken first: a foreign, read-only or busy file
-	// stops the start before anything else happens.
-	st, err := sqlite.Open(ctx, cfg.State.Path, sqlite.Options{Daemon: &sqlite.Holder{Host: c.host, PID: os.Getpid(), Version: versionString()}})
+	c.base = ctx
+	c.newMember()
+	clock := refresh.SystemClock{}
+	// SQLite: the file is taken first, so a foreign, unwritable or busy
+	// file stops the start before anything else happens. PostgreSQL needs
+	// the secrets (its password) first.
+	var st stateStore
+	hooks := stateHooks{logger: c.logger, onLeaseLost: c.leaseLost, onJoin: c.rejoined}
+	if cfg.State.Postgres == nil {
+		if st, err = openState(ctx, cfg, nil, c.host, hooks); err != nil {
+			return err
+		}
+	}
+	c.env, err = newEnv(cfg, c.logger, clock)
 	if err != nil {
+		if st != nil {
+			st.Close()
+		}
 		return err
+	}
+	if st == nil {
+		if st, err = openState(ctx, cfg, c.env, c.host, hooks); err != nil {
+			return err
+		}
 	}
 	c.store = st
 	if c.durations, err = st.RecentDurations(ctx, recentRuns); err != nil {
 		return err
 	}
-	clock := refresh.SystemClock{}
-	c.env, err = newEnv(cfg, c.logger, clock)
-	if err != nil {
-		return err
-	}
 	c.base = ctx
-	c.metrics = newMetrics(func() *scheduler.Scheduler { return c.sched }, c.jobNames)
+	c.metrics = newMetrics(func() *scheduler.Scheduler { return c.sched }, c.jobNames, c.replicaState)
 	c.env.secrets.OnRead = c.metrics.vaultRead
 	c.sched = scheduler.New(clock, &journal{stateStore: c.store, m: c.metrics, logger: c.logger}, c.logger)
 	c.sched.MaxInFlight, c.sched.PerKey = cfg.Limits.MaxInFlight, cfg.Limits.PerCredential
@@ -127,7 +155,10 @@ func (c *runCmd) Run(ctx context.Context) error {
 	if err := c.startNotifier(ctx, cfg); err != nil {
 		return err
 	}
-	c.reattach(ctx)
+	c.adoptOrphans(ctx)
+	if cfg.State.Postgres != nil {
+		go c.takeovers(ctx, cfg.State.Postgres.LeaseTTL.D()/3)
+	}
 	c.prune(ctx)
 	// Loading a large config leaves garbage behind; hand it back to the OS
 	// before settling in for months.
@@ -151,7 +182,11 @@ func (c *runCmd) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	c.logger.Info("pbirefresh started", "jobs", len(cfg.Jobs), "state", cfg.State.Path, "version", versionString())
+	state := cfg.State.Path
+	if cfg.State.Postgres != nil {
+		state = "postgres (replica " + c.store.Self() + ")"
+	}
+	c.logger.Info("pbirefresh started", "jobs", len(cfg.Jobs), "state", state, "version", versionString())
 	if c.started != nil {
 		close(c.started)
 	}
@@ -413,6 +448,7 @@ func (c *runCmd) storeFailed(what, job string, err error) {
 func (c *runCmd) policy(job *configs.Job, slot time.Time, kind pbirefresh.Kind) (refresh.Dataset, refresh.Options, refresh.Policy) {
 	ds, opts, pol := jobRequest(job)
 	pol.Claimed = c.claimed
+	pol.Gate = c.store.Gate
 	pol.Logger = c.logger.With("job", job.Name, "slot", slot, "kind", kind)
 	c.durMu.Lock()
 	pol.Durations = c.durations[job.Name]
@@ -437,12 +473,25 @@ func (c *runCmd) completed(job string, res refresh.Result) {
 // id the moment it is known, follow it, record the outcome.
 func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.RunFunc {
 	return func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) error {
+		ctx, stop := c.memberContext(ctx)
+		defer stop()
 		id, err := c.store.Begin(ctx, job.Name, slot, kind)
-		if errors.Is(err, store.ErrDuplicate) {
-			c.logger.Info("slot already recorded; not triggered again", "job", job.Name, "slot", slot)
+		switch {
+		case errors.Is(err, store.ErrDuplicate):
+			c.logger.Debug("slot already recorded; not triggered again", "job", job.Name, "slot", slot)
 			return nil
-		}
-		if err != nil {
+		case errors.Is(err, store.ErrBusy):
+			// With replicas, the job's previous run may be in flight on
+			// another one: the overlap rule says skip.
+			if err := c.store.Record(ctx, job.Name, slot, kind, pbirefresh.Skipped, "the previous run is still in progress (on another replica)"); err == nil {
+				c.metrics.runs.WithLabelValues(job.Name, string(pbirefresh.Skipped)).Inc()
+				c.logger.Info("run skipped", "job", job.Name, "slot", slot, "reason", "the previous run is in progress on another replica")
+			}
+			return nil
+		case errors.Is(err, store.ErrFenced):
+			c.logger.Warn("slot not claimed: this replica has no valid lease", "job", job.Name, "slot", slot)
+			return nil
+		case err != nil:
 			if ctx.Err() == nil {
 				c.storeFailed("a run could not be recorded, so its refresh was not started", job.Name, err)
 			}
@@ -453,7 +502,7 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 		ds, opts, pol := c.policy(job, slot, kind)
 		persist := context.WithoutCancel(ctx)
 		pol.Started = func(rf refresh.Refresh) {
-			if err := c.store.SetRefresh(persist, id, rf.ID); err != nil {
+			if err := c.store.SetRefresh(persist, id, rf.ID); err != nil && !errors.Is(err, store.ErrNotOwner) && !errors.Is(err, store.ErrFenced) {
 				c.storeFailed("a refresh id could not be recorded", job.Name, err)
 			}
 		}
@@ -472,7 +521,11 @@ func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int6
 	}
 	o := store.Outcome{Status: res.Outcome, RefreshID: res.RefreshID, Polls: res.Polls, Error: res.Error, Code: res.Code, Hint: res.Hint,
 		Note: res.Note, ServiceStart: res.ServiceStart, ServiceEnd: res.ServiceEnd}
-	if err := c.store.Finish(context.WithoutCancel(ctx), id, o); err != nil {
+	switch err := c.store.Finish(context.WithoutCancel(ctx), id, o); {
+	case errors.Is(err, store.ErrNotOwner), errors.Is(err, store.ErrFenced):
+		c.logger.Warn("outcome not recorded: another replica owns the run now and records it", "job", job, "slot", slot, "refresh_id", res.RefreshID)
+		return
+	case err != nil:
 		c.storeFailed("a run's outcome could not be recorded", job, err)
 	}
 	c.completed(job, res)
@@ -480,15 +533,21 @@ func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int6
 	c.tell(context.WithoutCancel(ctx), job, slot, id, res)
 }
 
-// reattach follows the runs left in flight by an earlier process: running
-// ones by their refresh id; pending ones (the POST may or may not have
-// reached Power BI) by looking for their refresh in the history, never by
-// posting again.
-func (c *runCmd) reattach(ctx context.Context) {
-	runs, err := c.store.InFlight(ctx)
+// adoptOrphans takes over the runs in flight that no live process follows
+// (after a restart, those the earlier process left; with replicas, those
+// of dead ones) and follows them: running ones by their refresh id;
+// pending ones (the POST may or may not have reached Power BI) by looking
+// for their refresh in the history, never by posting again.
+func (c *runCmd) adoptOrphans(ctx context.Context) {
+	runs, err := c.store.Adopt(ctx)
 	if err != nil {
-		c.logger.Error("read runs in flight", "error", err, "hint", pbirefresh.Hint(err))
+		if !errors.Is(err, store.ErrFenced) {
+			c.logger.Error("adopt runs in flight", "error", err, "hint", pbirefresh.Hint(err))
+		}
 		return
+	}
+	if len(runs) > 0 && c.cfg.State.Postgres != nil {
+		c.metrics.takeovers.Add(float64(len(runs)))
 	}
 	c.mu.Lock()
 	cfg, clients := c.cfg, c.clients
@@ -500,6 +559,9 @@ func (c *runCmd) reattach(ctx context.Context) {
 			c.store.Finish(persist, r.ID, store.Outcome{Status: pbirefresh.Error, Error: "the job is no longer in the configuration", Hint: "its refresh, if any, was not followed"})
 			continue
 		}
+		if r.Owner != "" && r.Owner != c.store.Self() {
+			c.logger.Info("took over a run", "job", r.Job, "slot", r.Slot, "from", r.Owner, "refresh_id", r.RefreshID)
+		}
 		client := clients[job.Credential]
 		ds, opts, pol := c.policy(job, r.Slot, r.Kind)
 		release := c.sched.Hold(r.Job)
@@ -509,6 +571,8 @@ func (c *runCmd) reattach(ctx context.Context) {
 			defer c.wg.Done()
 			defer release()
 			defer c.metrics.inFlight.Dec()
+			ctx, stop := c.memberContext(ctx)
+			defer stop()
 			rf := refresh.Refresh{Dataset: ds, ID: r.RefreshID, Enhanced: opts.Enhanced, Posted: r.Posted}
 			if r.Status == pbirefresh.Pending {
 				found, err := client.FindStarted(ctx, ds, r.Posted, pol)
@@ -523,7 +587,10 @@ func (c *runCmd) reattach(ctx context.Context) {
 					c.logger.Info("interrupted run had not started a refresh", "job", r.Job, "slot", r.Slot)
 					return
 				}
-				c.store.SetRefresh(persist, r.ID, found)
+				if err := c.store.SetRefresh(persist, r.ID, found); err != nil {
+					c.logger.Warn("record the refresh of an interrupted run", "job", r.Job, "error", err)
+					return
+				}
 				rf.ID = found
 				c.logger.Info("interrupted run's refresh found in the history", "job", r.Job, "slot", r.Slot, "refresh_id", found)
 			}
@@ -531,6 +598,79 @@ func (c *runCmd) reattach(ctx context.Context) {
 			c.finish(ctx, r.Job, r.Slot, r.ID, res)
 		}(r)
 	}
+}
+
+// takeovers adopts the runs of dead replicas every third of the lease TTL.
+func (c *runCmd) takeovers(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.adoptOrphans(ctx)
+		}
+	}
+}
+
+// replicaState is what the replica gauges report.
+func (c *runCmd) replicaState() (alive int, held bool, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reps, err := c.store.Replicas(ctx)
+	if err != nil {
+		return 0, false, false
+	}
+	for _, r := range reps {
+		if r.Alive {
+			alive++
+		}
+	}
+	return alive, c.store.Gate() == nil, true
+}
+
+// newMember starts the context the runs of this membership run under.
+func (c *runCmd) newMember() {
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
+	c.member, c.memberCancel = context.WithCancel(c.base)
+}
+
+// memberContext is ctx, also cancelled when this replica loses its lease.
+func (c *runCmd) memberContext(ctx context.Context) (context.Context, func()) {
+	c.memberMu.Lock()
+	m := c.member
+	c.memberMu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(m, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// leaseLost: stop every run of this membership now; another replica
+// adopts them. (PostgreSQL state only.)
+func (c *runCmd) leaseLost() {
+	c.memberMu.Lock()
+	cancel := c.memberCancel
+	c.memberMu.Unlock()
+	cancel()
+	if c.metrics != nil {
+		c.metrics.leasesLost.Inc()
+	}
+}
+
+// rejoined: a new membership; the schedule is taken again from the
+// database (slots others ran are not run again; slots nobody ran follow
+// the catch-up rules), and orphans are adopted.
+func (c *runCmd) rejoined() {
+	c.newMember()
+	c.logger.Info("rejoined the replica set", "replica", c.store.Self())
+	if c.sched != nil {
+		if err := c.sched.Resync(c.base); err != nil {
+			c.logger.Error("resync the schedule after rejoining", "error", err)
+		}
+	}
+	go c.adoptOrphans(c.base)
 }
 
 // claimed: a refresh id some recorded run already owns.

@@ -67,6 +67,7 @@ func (c *runCmd) startHTTP(cfg *configs.Config) error {
 	mux.HandleFunc("GET /readyz", c.readyz)
 	mux.Handle("GET /api/jobs", h.reading(http.HandlerFunc(c.apiJobs)))
 	mux.Handle("GET /api/runs", h.reading(http.HandlerFunc(c.apiRuns)))
+	mux.Handle("GET /api/replicas", h.reading(http.HandlerFunc(c.apiReplicas)))
 	mux.HandleFunc("POST /api/jobs/{name}/run", func(w http.ResponseWriter, r *http.Request) {
 		if !h.authorized(w, r) {
 			return
@@ -421,4 +422,20 @@ func parseCursor(s string) (*store.Cursor, error) {
 		return nil, fmt.Errorf("bad cursor %q", s)
 	}
 	return &store.Cursor{Slot: time.Unix(0, slot).UTC(), ID: id}, nil
+}
+
+// apiReplicas is GET /api/replicas: the replicas sharing the state (one
+// with SQLite): id, host, version, last heartbeat, lease expiry, runs owned
+// in flight. Every replica schedules and the database decides each slot,
+// so there is no leader.
+func (c *runCmd) apiReplicas(w http.ResponseWriter, r *http.Request) {
+	reps, err := c.store.Replicas(r.Context())
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if reps == nil {
+		reps = []store.Replica{}
+	}
+	writeJSONResponse(w, http.StatusOK, map[string]any{"leader": nil, "replicas": reps})
 }

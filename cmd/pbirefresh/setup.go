@@ -38,6 +38,7 @@ type env struct {
 	http    *http.Client
 	emu     *emulator.Emulator // cloud: emulator only
 	secrets *secrets.Store
+	azure   azcore.TokenCredential // the daemon's own identity; nil when unused
 	creds   map[string]*refresh.Credential
 	defs    map[string]configs.Credential // what each of creds was built from
 }
@@ -87,11 +88,12 @@ func newEnv(cfg *configs.Config, logger *slog.Logger, clock refresh.Clock) (*env
 	}
 	e.http = hc
 
-	kvCred, err := e.keyVaultCredential()
+	kvCred, err := e.azureCredential()
 	if err != nil {
 		e.Close()
 		return nil, err
 	}
+	e.azure = kvCred
 	e.secrets = secrets.New(kvCred, secrets.KeyVaultOptions{
 		Transport:                            hc,
 		DisableChallengeResourceVerification: !*cfg.Endpoints.KeyVaultChallengeVerification,
@@ -144,16 +146,26 @@ func (e *env) ref(s *configs.SecretRef) string {
 	return s.Ref()
 }
 
-// keyVaultCredential is the identity that reads Key Vault: the Azure
+// azureCredential is the daemon's own Azure identity, for Key Vault and
+// for an Entra ID token as the state database's password: the Azure
 // default chain (managed identity, workload identity, AZURE_* variables,
 // Azure CLI) on the configured cloud, or, in the embedded emulator, its
-// vault reader.
-func (e *env) keyVaultCredential() (azcore.TokenCredential, error) {
-	uses := false
+// vault reader. nil when the config needs neither.
+func (e *env) azureCredential() (azcore.TokenCredential, error) {
+	refs := []*configs.SecretRef{}
 	for _, cr := range e.cfg.Credentials {
-		for _, s := range []*configs.SecretRef{cr.ClientSecret, cr.Password} {
-			uses = uses || (s != nil && s.KeyVault != nil)
-		}
+		refs = append(refs, cr.ClientSecret, cr.Password)
+	}
+	for _, n := range e.cfg.Notify {
+		refs = append(refs, n.URL)
+	}
+	uses := false
+	if pg := e.cfg.State.Postgres; pg != nil {
+		refs = append(refs, pg.Password)
+		uses = pg.EntraToken
+	}
+	for _, s := range refs {
+		uses = uses || (s != nil && s.KeyVault != nil)
 	}
 	if !uses {
 		return nil, nil
@@ -177,7 +189,7 @@ func (e *env) keyVaultCredential() (azcore.TokenCredential, error) {
 		ClientOptions: opts, DisableInstanceDiscovery: !e.cfg.Endpoints.InstanceDiscovery,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("set up the Azure identity for Key Vault: %w", err)
+		return nil, fmt.Errorf("set up the Azure identity (Key Vault, the state database's token): %w", err)
 	}
 	return cred, nil
 }

@@ -46,12 +46,16 @@ td.detail{white-space:normal;min-width:14rem;color:#5b6574}
 svg{max-width:100%;height:auto;display:block;margin-top:.5rem}
 </style></head><body>
 <h1>pbirefresh <span class="meta">{{.Now}}</span></h1>
+{{if .Replicas}}<section class="job" id="replicas"><h2>replicas</h2><div class="meta">every replica schedules; the state database decides who runs each slot</div>
+<div class="scroll"><table><tr><th>replica</th><th>state</th><th>heartbeat (UTC)</th><th>runs</th></tr>
+{{range .Replicas}}<tr><td>{{.ID}}{{if .Self}} (this one){{end}}</td><td>{{if .Alive}}<span class="s s-completed">alive</span>{{else}}<span class="s">dead</span>{{end}}</td><td>{{ts .Heartbeat}}</td><td>{{.Runs}}</td></tr>
+{{end}}</table></div></section>{{end}}
 {{range .Jobs}}<section class="job" id="job-{{.Name}}">
 <h2>{{.Name}} {{if .LastStatus}}<span class="s s-{{class .LastStatus}}">{{.LastStatus}}</span>{{end}}{{if not .Enabled}} <span class="s">paused</span>{{end}}</h2>
 <div class="meta">{{if .Schedule}}<code>{{.Schedule}}</code> ({{.Timezone}}) · next run {{when .NextRun}}{{if .NextNote}} ({{.NextNote}}){{end}}{{else}}on demand only{{end}} · {{.Refresh}} refresh</div>
 {{chart .Recent}}
 {{if .Recent}}<div class="scroll"><table><tr><th>slot (UTC)</th><th>kind</th><th>status</th><th>duration</th><th>detail</th></tr>
-{{range .Recent}}<tr><td>{{ts .Slot}}</td><td>{{.Kind}}</td><td><span class="s s-{{class .Status}}">{{.Status}}</span></td><td>{{dur .}}</td><td class="detail">{{if .Error}}{{.Error}}{{if .Code}} [{{.Code}}]{{end}}{{if .Note}}<br>{{.Note}}{{end}}{{if .Hint}}<br><span class="hint">fix: {{.Hint}}</span>{{end}}{{else}}{{.Note}}{{end}}</td></tr>
+{{range .Recent}}<tr><td>{{ts .Slot}}</td><td>{{.Kind}}</td><td><span class="s s-{{class .Status}}">{{.Status}}</span></td><td>{{dur .}}</td><td class="detail">{{if .Error}}{{.Error}}{{if .Code}} [{{.Code}}]{{end}}{{if .Note}}<br>{{.Note}}{{end}}{{if .Hint}}<br><span class="hint">fix: {{.Hint}}</span>{{end}}{{else}}{{.Note}}{{end}}{{if .Owner}}<br><span class="meta">on {{.Owner}}</span>{{end}}</td></tr>
 {{end}}</table></div>{{else}}<p class="meta">no runs yet</p>{{end}}
 </section>
 {{else}}<p>No jobs configured.</p>{{end}}
@@ -125,5 +129,12 @@ func (c *runCmd) statusPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	statusTmpl.Execute(w, map[string]any{"Jobs": views, "Now": time.Now().UTC().Format("2006-01-02 15:04:05 UTC")})
+	var reps []store.Replica
+	c.mu.Lock()
+	shared := c.cfg.State.Postgres != nil
+	c.mu.Unlock()
+	if shared {
+		reps, _ = c.store.Replicas(r.Context())
+	}
+	statusTmpl.Execute(w, map[string]any{"Jobs": views, "Replicas": reps, "Now": time.Now().UTC().Format("2006-01-02 15:04:05 UTC")})
 }

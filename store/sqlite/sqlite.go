@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,7 +44,9 @@ var migrations = []string{
 	CREATE INDEX runs_slot ON runs (slot, id);
 	CREATE INDEX runs_refresh ON runs (refresh_id) WHERE refresh_id != '';
 	DROP INDEX runs_status;
-	CREATE INDEX runs_inflight ON runs (id) WHERE status IN ('pending', 'running');
+	UPDATE runs SET status = 'error', note = 'superseded by a later run of the job left in flight'
+		WHERE status IN ('pending', 'running') AND id NOT IN (SELECT max(id) FROM runs WHERE status IN ('pending', 'running') GROUP BY job);
+	CREATE UNIQUE INDEX runs_one_in_flight ON runs (job) WHERE status IN ('pending', 'running');
 	CREATE TABLE daemon (
 		id      INTEGER PRIMARY KEY CHECK (id = 1),
 		host    TEXT    NOT NULL,
@@ -91,7 +94,9 @@ type Store struct {
 
 	opsMu     sync.RWMutex // submit holds it to send, Close to close ops
 	opsClosed bool
-	ops       chan op       // writes for the committer
+	ops       chan op // writes for the committer
+	adopted   atomic.Bool
+	daemon    *Holder
 	stopped   chan struct{} // closed when the committer has ended
 	closeOnce sync.Once
 }
@@ -137,6 +142,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if err := s.takeLock(ctx); err != nil {
 		return nil, err
 	}
+	s.daemon = o.Daemon
 	if err := s.openWriter(ctx, *o.Daemon); err != nil {
 		s.Close()
 		return nil, err
@@ -177,19 +183,23 @@ type holderRow struct {
 	started time.Time
 }
 
-// holder reads who holds the file, read-only.
+// holder reads who holds the file: through the readers when open, else
+// through a read-only connection of its own.
 func (s *Store) holder(ctx context.Context) (holderRow, bool) {
 	if s.version < 2 {
 		return holderRow{}, false
 	}
-	db, err := sql.Open("sqlite", dsn(s.path, true))
-	if err != nil {
-		return holderRow{}, false
+	db := s.r
+	if db == nil {
+		var err error
+		if db, err = sql.Open("sqlite", dsn(s.path, true)); err != nil {
+			return holderRow{}, false
+		}
+		defer db.Close()
 	}
-	defer db.Close()
 	var h holderRow
 	var started int64
-	err = db.QueryRowContext(ctx, `SELECT host, pid, version, started FROM daemon WHERE id = 1`).Scan(&h.Host, &h.PID, &h.Version, &started)
+	err := db.QueryRowContext(ctx, `SELECT host, pid, version, started FROM daemon WHERE id = 1`).Scan(&h.Host, &h.PID, &h.Version, &started)
 	h.started = fromNanos(started)
 	return h, err == nil
 }
@@ -349,8 +359,16 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-func isUnique(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+// uniqueErr maps a unique violation to the store's error: the (job, slot)
+// pair taken, or a run of the job already in flight.
+func uniqueErr(err error) error {
+	switch {
+	case err == nil || !strings.Contains(err.Error(), "UNIQUE constraint failed"):
+		return err
+	case strings.Contains(err.Error(), "runs.slot"):
+		return store.ErrDuplicate
+	}
+	return store.ErrBusy
 }
 
 // errReadOnly: a write on a store opened read-only.
@@ -370,8 +388,13 @@ func (s *Store) insert(ctx context.Context, urgent bool, job string, slot time.T
 	var id int64
 	err := s.submit(ctx, urgent, func(ctx context.Context, c *sql.Conn) error {
 		res, err := s.begin.ExecContext(ctx, job, nanos(slot), string(kind), string(status), nanos(posted), nanos(ended), note)
-		if isUnique(err) {
-			return store.ErrDuplicate
+		if err = uniqueErr(err); errors.Is(err, store.ErrBusy) {
+			// Both rules may be broken at once; a taken slot is the answer
+			// that says "never run it".
+			var one int
+			if c.QueryRowContext(ctx, `SELECT 1 FROM runs WHERE job = ? AND slot = ?`, job, nanos(slot)).Scan(&one) == nil {
+				err = store.ErrDuplicate
+			}
 		}
 		if err != nil {
 			return err
@@ -379,7 +402,7 @@ func (s *Store) insert(ctx context.Context, urgent bool, job string, slot time.T
 		id, err = res.LastInsertId()
 		return err
 	})
-	if err != nil && !errors.Is(err, store.ErrDuplicate) && !errors.Is(err, context.Canceled) {
+	if err != nil && !errors.Is(err, store.ErrDuplicate) && !errors.Is(err, store.ErrBusy) && !errors.Is(err, context.Canceled) {
 		err = classify(s.path, err)
 	}
 	return id, err
@@ -414,7 +437,7 @@ func (s *Store) Fail(ctx context.Context, job string, slot time.Time, kind pbire
 			return nil
 		}
 		_, err = s.begin.ExecContext(ctx, job, nanos(slot), string(kind), string(pbirefresh.Error), 0, nanos(now), note)
-		if isUnique(err) {
+		if errors.Is(uniqueErr(err), store.ErrDuplicate) {
 			return nil // already final
 		}
 		return err
@@ -495,8 +518,18 @@ func scanRuns(rows *sql.Rows) ([]store.Run, error) {
 	return out, rows.Err()
 }
 
-// InFlight returns the runs that started but have no outcome: pending (the
-// POST may or may not have reached the service) and running.
+// Adopt returns, at its first call, the runs an earlier process left in
+// flight: pending (the POST may or may not have reached the service) and
+// running. One process owns an SQLite file, so later calls find nothing
+// new to adopt.
+func (s *Store) Adopt(ctx context.Context) ([]store.Run, error) {
+	if !s.adopted.CompareAndSwap(false, true) {
+		return nil, nil
+	}
+	return s.InFlight(ctx)
+}
+
+// InFlight returns the runs that started but have no outcome.
 func (s *Store) InFlight(ctx context.Context) ([]store.Run, error) {
 	rows, err := s.direct().QueryContext(ctx, `SELECT `+s.columns()+` FROM runs WHERE status IN (?, ?) ORDER BY id`, string(pbirefresh.Pending), string(pbirefresh.Running))
 	if err != nil {
@@ -505,6 +538,27 @@ func (s *Store) InFlight(ctx context.Context) ([]store.Run, error) {
 	runs, err := scanRuns(rows)
 	return runs, classify(s.path, err)
 }
+
+// Replicas lists the one process that holds the file.
+func (s *Store) Replicas(ctx context.Context) ([]store.Replica, error) {
+	h, ok := s.holder(ctx)
+	if !ok {
+		return nil, nil
+	}
+	return []store.Replica{{ID: s.Self(), Host: h.Host, PID: h.PID, Version: h.Version, Started: h.started, Alive: s.w != nil, Self: s.w != nil}}, nil
+}
+
+// Self is this process's replica id: host and pid.
+func (s *Store) Self() string {
+	if s.daemon == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s-%d", s.daemon.Host, s.daemon.PID)
+}
+
+// Gate says whether this process may post: always, with one process per
+// file (the file lock is the lease).
+func (s *Store) Gate() error { return nil }
 
 // Runs returns one page of runs, newest slot first, on the read
 // connections: a reader never waits behind the scheduler's writes.

@@ -24,7 +24,9 @@ type Store interface {
 	Finish(ctx context.Context, id int64, o store.Outcome) error
 	Claimed(ctx context.Context, refreshID string) (bool, error)
 	LastSlot(ctx context.Context, job string) (time.Time, bool, error)
-	InFlight(ctx context.Context) ([]store.Run, error)
+	// Adopt takes over the runs in flight that no live process follows
+	// (after a restart: all of them) and returns them.
+	Adopt(ctx context.Context) ([]store.Run, error)
 	Runs(ctx context.Context, q store.Query) ([]store.Run, error)
 	RecentDurations(ctx context.Context, n int) (map[string][]time.Duration, error)
 	Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error)
@@ -49,6 +51,7 @@ func Run(t *testing.T, open Opener) {
 		{"LifecycleAndUniqueness", lifecycle},
 		{"ConcurrentBeginsTakeASlotOnce", concurrentBegins},
 		{"FailAndRecord", failAndRecord},
+		{"OneRunOfAJobInFlight", busy},
 		{"Paging", paging},
 		{"Durations", durations},
 		{"Prune", prune},
@@ -77,11 +80,6 @@ func lifecycle(t *testing.T, open Opener) {
 	if err := s.Record(ctx, "sales", T0, pbirefresh.Scheduled, pbirefresh.Skipped, "overlap"); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("Record of a taken slot: %v, want ErrDuplicate", err)
 	}
-	inflight, err := s.InFlight(ctx)
-	must(t, err)
-	if len(inflight) != 1 || inflight[0].Status != pbirefresh.Pending || !inflight[0].Posted.Equal(T0) {
-		t.Fatalf("in flight: %+v", inflight)
-	}
 	must(t, s.SetRefresh(ctx, id, "r-1"))
 	if ok, err := s.Claimed(ctx, "r-1"); !ok || err != nil {
 		t.Fatalf("claimed r-1: %v %v", ok, err)
@@ -105,11 +103,24 @@ func lifecycle(t *testing.T, open Opener) {
 	if last, _, _ := s.LastSlot(ctx, "sales"); !last.Equal(T0.Add(time.Hour)) {
 		t.Fatalf("manual run moved the last slot to %s", last)
 	}
+	// Left in flight by the process that closes now.
+	_, err = s.Begin(ctx, "inventory", T0, pbirefresh.Scheduled)
+	must(t, err)
 	must(t, s.Ping(ctx))
 	must(t, s.Close())
 
-	// Reopen: everything survives.
+	// Reopen: everything survives, and the next process adopts what was
+	// left in flight, once.
 	s = open(t, "lifecycle", fixed(T0))
+	adopted, err := s.Adopt(ctx)
+	must(t, err)
+	if len(adopted) != 2 || adopted[0].Job != "sales" || adopted[0].Kind != pbirefresh.Manual || adopted[1].Job != "inventory" ||
+		adopted[1].Status != pbirefresh.Pending || !adopted[1].Posted.Equal(T0) {
+		t.Fatalf("adopted: %+v, want the manual sales run and the inventory run, in order", adopted)
+	}
+	if again, _ := s.Adopt(ctx); len(again) != 0 {
+		t.Fatalf("adopted twice: %+v", again)
+	}
 	runs, err := s.Runs(ctx, store.Query{Job: "sales"})
 	must(t, err)
 	if len(runs) != 3 {
@@ -179,8 +190,32 @@ func failAndRecord(t *testing.T, open Opener) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
-	if f, _ := s.InFlight(ctx); len(f) != 0 {
-		t.Fatalf("still in flight: %+v", f)
+	if _, err := s.Begin(ctx, "a", T0.Add(3*time.Hour), pbirefresh.Scheduled); err != nil {
+		t.Fatalf("a run of the job is still in flight: %v", err)
+	}
+}
+
+// busy: one run of a job in flight at a time, whichever process fires it;
+// a skipped slot is not a run in flight.
+func busy(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, "busy", fixed(T0))
+	id, err := s.Begin(ctx, "a", T0, pbirefresh.Scheduled)
+	must(t, err)
+	if _, err := s.Begin(ctx, "a", T0.Add(time.Hour), pbirefresh.Scheduled); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("second run in flight: %v, want ErrBusy", err)
+	}
+	must(t, s.Record(ctx, "a", T0.Add(time.Hour), pbirefresh.Scheduled, pbirefresh.Skipped, "overlap"))
+	if _, err := s.Begin(ctx, "b", T0.Add(time.Hour), pbirefresh.Scheduled); err != nil {
+		t.Fatalf("another job: %v", err)
+	}
+	must(t, s.SetRefresh(ctx, id, "r"))
+	if _, err := s.Begin(ctx, "a", T0.Add(2*time.Hour), pbirefresh.Manual); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("while running: %v, want ErrBusy", err)
+	}
+	must(t, s.Finish(ctx, id, store.Outcome{Status: pbirefresh.Completed}))
+	if _, err := s.Begin(ctx, "a", T0.Add(2*time.Hour), pbirefresh.Manual); err != nil {
+		t.Fatalf("after the run ended: %v", err)
 	}
 }
 
@@ -279,7 +314,7 @@ func prune(t *testing.T, open Opener) {
 	if n != 9 || fmt.Sprint(kept) != "[a@9h0m0s a@8h0m0s a@-1h0m0s]" {
 		t.Fatalf("pruned %d, kept %v; want 9 pruned and the two newest within the age plus the one in flight", n, kept)
 	}
-	if f, _ := s.InFlight(ctx); len(f) != 1 || f[0].ID != inflight {
-		t.Fatalf("in flight after prune: %+v", f)
+	if kept[len(kept)-1] != "a@-1h0m0s" {
+		t.Fatalf("the run in flight (id %d) was pruned", inflight)
 	}
 }

@@ -1,0 +1,596 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/store"
+)
+
+// migrations[i] brings the schema from version i to i+1. Tables carry a
+// pbirefresh_ prefix: the database may be shared.
+var migrations = []string{
+	`CREATE TABLE pbirefresh_replicas (
+		id         text        PRIMARY KEY,
+		host       text        NOT NULL,
+		pid        integer     NOT NULL,
+		version    text        NOT NULL,
+		started    timestamptz NOT NULL DEFAULT now(),
+		heartbeat  timestamptz NOT NULL DEFAULT now(),
+		expires_at timestamptz NOT NULL
+	);
+	CREATE TABLE pbirefresh_runs (
+		id            bigserial PRIMARY KEY,
+		job           text    NOT NULL,
+		slot          bigint  NOT NULL, -- Unix nanoseconds, UTC
+		kind          text    NOT NULL,
+		status        text    NOT NULL,
+		refresh_id    text    NOT NULL DEFAULT '',
+		posted        bigint  NOT NULL DEFAULT 0,
+		ended         bigint  NOT NULL DEFAULT 0,
+		polls         integer NOT NULL DEFAULT 0,
+		error         text    NOT NULL DEFAULT '',
+		hint          text    NOT NULL DEFAULT '',
+		note          text    NOT NULL DEFAULT '',
+		code          text    NOT NULL DEFAULT '',
+		service_start bigint  NOT NULL DEFAULT 0,
+		service_end   bigint  NOT NULL DEFAULT 0,
+		owner         text    NOT NULL DEFAULT '',
+		CONSTRAINT pbirefresh_runs_slot UNIQUE (job, slot)
+	);
+	CREATE UNIQUE INDEX pbirefresh_runs_one_in_flight ON pbirefresh_runs (job) WHERE status IN ('pending', 'running');
+	CREATE INDEX pbirefresh_runs_owner_in_flight ON pbirefresh_runs (owner) WHERE status IN ('pending', 'running');
+	CREATE INDEX pbirefresh_runs_by_slot ON pbirefresh_runs (slot, id);
+	CREATE INDEX pbirefresh_runs_refresh ON pbirefresh_runs (refresh_id) WHERE refresh_id <> '';`,
+}
+
+// Replica names this process when it joins as a replica.
+type Replica struct {
+	Host    string
+	PID     int
+	Version string
+}
+
+// Options say how to open the state database.
+type Options struct {
+	// ReadOnly: no migration, no membership (history, state copy's source).
+	ReadOnly bool
+	// Replica joins this process as a replica with a lease (the daemon).
+	Replica *Replica
+	// LeaseTTL: a replica whose lease is not renewed within it is dead
+	// (default 15s). Renewals run every third of it.
+	LeaseTTL time.Duration
+	// Password, if set, gives the password of each new connection: a
+	// secret, or an Entra ID token for Azure Database for PostgreSQL.
+	Password func(ctx context.Context) (string, error)
+	// Logger receives membership events.
+	Logger *slog.Logger
+	// OnLeaseLost is called when the replica stops being allowed to work
+	// (its lease expired on the database's clock, or could not be renewed
+	// within its trust window); OnRejoin when it joined again under a new
+	// id. Both run on the membership goroutine.
+	OnLeaseLost func()
+	OnRejoin    func()
+}
+
+// Store is the state in PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	// Now is the clock of run timestamps (default time.Now). Leases use
+	// the database's clock, never this one.
+	Now func() time.Time
+
+	pool *pgxpool.Pool
+	opts Options
+	url  string
+
+	member *membership // nil when read-only
+	closed chan struct{}
+	wg     sync.WaitGroup
+}
+
+// Open connects, migrates (unless read-only) and, with Options.Replica,
+// joins as a replica.
+func Open(ctx context.Context, url string, o Options) (*Store, error) {
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 15 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, pbirefresh.WithHint(fmt.Errorf("state.postgres.url: %w", err), "write a libpq URL: postgres://user@host:5432/database?sslmode=verify-full&sslrootcert=/path/ca.pem")
+	}
+	// No session state of any kind: no server-side prepared statements
+	// (PgBouncer in transaction mode cannot carry them), no advisory
+	// locks held across statements, no LISTEN. Leases are rows, so a
+	// recycled connection never drops one.
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	cfg.MaxConns = 8
+	if o.Password != nil {
+		pw := o.Password
+		cfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+			p, err := pw(ctx)
+			if err != nil {
+				return fmt.Errorf("the state database's password: %w", err)
+			}
+			cc.Password = p
+			return nil
+		}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, connectErr(url, err)
+	}
+	s := &Store{pool: pool, opts: o, url: redact(url), closed: make(chan struct{})}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, connectErr(s.url, err)
+	}
+	if o.ReadOnly {
+		if v, err := s.version(pctx); err != nil || v == 0 {
+			pool.Close()
+			if err == nil {
+				err = errors.New("no pbirefresh tables in it")
+			}
+			return nil, pbirefresh.WithHint(fmt.Errorf("state database %s: %w", s.url, err), "the daemon creates the tables at its first start; check state.postgres.url")
+		}
+		return s, nil
+	}
+	if err := s.migrate(pctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if o.Replica != nil {
+		s.member = newMembership(s, *o.Replica)
+		if err := s.member.join(pctx); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		s.wg.Add(1)
+		go s.member.run()
+	}
+	return s, nil
+}
+
+// redact drops a password from a URL for messages.
+func redact(url string) string {
+	cfg, err := pgconn.ParseConfig(url)
+	if err != nil || cfg.Password == "" {
+		return url
+	}
+	return strings.Replace(url, ":"+cfg.Password+"@", ":REDACTED@", 1)
+}
+
+func connectErr(url string, err error) error {
+	return pbirefresh.WithHint(fmt.Errorf("connect to the state database %s: %w", redact(url), err),
+		"check state.postgres.url (host, port, database, user), that the server accepts this host, and the password or Entra ID token")
+}
+
+func (s *Store) version(ctx context.Context) (int, error) {
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('pbirefresh_schema') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
+	var v int
+	err := s.pool.QueryRow(ctx, `SELECT version FROM pbirefresh_schema`).Scan(&v)
+	return v, err
+}
+
+// migrate brings the schema to the current version in one transaction,
+// under a transaction-scoped advisory lock (released at commit, so it
+// works behind a transaction-pooling proxy): replicas starting at once
+// migrate once.
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return connectErr(s.url, err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(5045424952)`); err != nil {
+		return fmt.Errorf("lock the schema for migration: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS pbirefresh_schema (version integer NOT NULL)`); err != nil {
+		return permissionErr(s.url, err)
+	}
+	var v int
+	if err := tx.QueryRow(ctx, `SELECT version FROM pbirefresh_schema`).Scan(&v); errors.Is(err, pgx.ErrNoRows) {
+		if _, err := tx.Exec(ctx, `INSERT INTO pbirefresh_schema (version) VALUES (0)`); err != nil {
+			return permissionErr(s.url, err)
+		}
+	} else if err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return pbirefresh.WithHint(fmt.Errorf("state database %s has schema version %d, newer than this pbirefresh supports (%d)", s.url, v, len(migrations)),
+			"run the newer pbirefresh that wrote it on every replica; this one leaves it untouched")
+	}
+	for ; v < len(migrations); v++ {
+		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+			return permissionErr(s.url, fmt.Errorf("migrate to schema version %d: %w", v+1, err))
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE pbirefresh_schema SET version = $1`, v); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func permissionErr(url string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42501" {
+		return pbirefresh.WithHint(fmt.Errorf("state database %s: %w", url, err),
+			"the role needs CREATE on the schema for the first start (later: SELECT, INSERT, UPDATE, DELETE on the pbirefresh_ tables and USAGE on their sequence); see README \"High availability\"")
+	}
+	return err
+}
+
+// Close leaves the replica set (the lease ends now, so others adopt the
+// runs this process leaves in flight at once) and disconnects.
+func (s *Store) Close() error {
+	select {
+	case <-s.closed:
+		return nil
+	default:
+	}
+	close(s.closed)
+	s.wg.Wait()
+	if s.member != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.member.leave(ctx)
+		cancel()
+	}
+	s.pool.Close()
+	return nil
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// self is the replica id writes are made under ("" when read-only).
+func (s *Store) self() string {
+	if s.member == nil {
+		return ""
+	}
+	return s.member.id()
+}
+
+// Self is this replica's id.
+func (s *Store) Self() string { return s.self() }
+
+// Gate says whether this replica may claim and post now: its lease is
+// held and its trust window (measured on its own clocks from the last
+// renewal) has not passed.
+func (s *Store) Gate() error {
+	if s.member == nil {
+		return store.ErrFenced
+	}
+	return s.member.gate()
+}
+
+// uniqueErr maps unique violations: the (job, slot) pair taken, or a run
+// of the job already in flight.
+func uniqueErr(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" {
+		return err
+	}
+	if pe.ConstraintName == "pbirefresh_runs_slot" {
+		return store.ErrDuplicate
+	}
+	return store.ErrBusy
+}
+
+// leaseHeld is the condition of every write a replica makes: its lease is
+// valid on the database's clock.
+const leaseHeld = `EXISTS (SELECT 1 FROM pbirefresh_replicas WHERE id = @owner AND expires_at > now())`
+
+func (s *Store) insert(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string, posted, ended time.Time) (int64, error) {
+	if err := s.Gate(); err != nil {
+		return 0, err
+	}
+	var id int64
+	err := s.pool.QueryRow(ctx, `INSERT INTO pbirefresh_runs (job, slot, kind, status, posted, ended, note, owner)
+		SELECT @job, @slot, @kind, @status, @posted, @ended, @note, @owner WHERE `+leaseHeld+` RETURNING id`,
+		pgx.NamedArgs{"job": job, "slot": nanos(slot), "kind": string(kind), "status": string(status), "posted": nanos(posted),
+			"ended": nanos(ended), "note": note, "owner": s.self()}).Scan(&id)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, store.ErrFenced
+	case err != nil:
+		if err = uniqueErr(err); errors.Is(err, store.ErrBusy) {
+			var one int
+			if s.pool.QueryRow(ctx, `SELECT 1 FROM pbirefresh_runs WHERE job = $1 AND slot = $2`, job, nanos(slot)).Scan(&one) == nil {
+				err = store.ErrDuplicate
+			}
+		}
+		return 0, err
+	}
+	return id, nil
+}
+
+// Begin records a run about to POST, owned by this replica. ErrDuplicate:
+// the slot is taken (by any replica); ErrBusy: the job has a run in
+// flight; ErrFenced: this replica may not claim now.
+func (s *Store) Begin(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind) (int64, error) {
+	return s.insert(ctx, job, slot, kind, pbirefresh.Pending, "", s.now(), time.Time{})
+}
+
+// Record writes a slot decided without a refresh: skipped or missed.
+func (s *Store) Record(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string) error {
+	_, err := s.insert(ctx, job, slot, kind, status, note, time.Time{}, s.now())
+	return err
+}
+
+// Fail marks the run of a slot as an error with a note: this replica's
+// run if it is still in flight, a new record otherwise.
+func (s *Store) Fail(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, note string) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE pbirefresh_runs SET status = 'error', note = @note, ended = @ended
+		WHERE job = @job AND slot = @slot AND status IN ('pending', 'running') AND owner = @owner AND `+leaseHeld,
+		pgx.NamedArgs{"note": note, "ended": nanos(s.now()), "job": job, "slot": nanos(slot), "owner": s.self()})
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	err = s.Record(ctx, job, slot, kind, pbirefresh.Error, note)
+	if errors.Is(err, store.ErrDuplicate) {
+		return nil // already final, or another replica's
+	}
+	return err
+}
+
+// owned runs an update of one run that this replica owns under a valid
+// lease: ErrNotOwner when another replica took it over.
+func (s *Store) owned(ctx context.Context, sql string, args pgx.NamedArgs) error {
+	if err := s.Gate(); err != nil {
+		return err
+	}
+	args["owner"] = s.self()
+	tag, err := s.pool.Exec(ctx, sql+` AND owner = @owner AND `+leaseHeld, args)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotOwner
+	}
+	return nil
+}
+
+// SetRefresh records the refresh id of a run: it is now in flight.
+func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) error {
+	return s.owned(ctx, `UPDATE pbirefresh_runs SET refresh_id = @refresh, status = 'running' WHERE id = @id`,
+		pgx.NamedArgs{"refresh": refreshID, "id": id})
+}
+
+// Finish writes a run's outcome.
+func (s *Store) Finish(ctx context.Context, id int64, o store.Outcome) error {
+	return s.owned(ctx, `UPDATE pbirefresh_runs SET status = @status, refresh_id = CASE WHEN @refresh = '' THEN refresh_id ELSE @refresh END,
+		ended = @ended, polls = polls + @polls, error = @error, code = @code, hint = @hint, note = @note,
+		service_start = @sstart, service_end = @send WHERE id = @id`,
+		pgx.NamedArgs{"status": string(o.Status), "refresh": o.RefreshID, "ended": nanos(s.now()), "polls": o.Polls, "error": o.Error,
+			"code": o.Code, "hint": o.Hint, "note": o.Note, "sstart": nanos(o.ServiceStart), "send": nanos(o.ServiceEnd), "id": id})
+}
+
+// Claimed reports whether some run records this refresh id.
+func (s *Store) Claimed(ctx context.Context, refreshID string) (bool, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pbirefresh_runs WHERE refresh_id = $1`, refreshID).Scan(&n)
+	return n > 0, err
+}
+
+// LastSlot returns the newest slot decided for a job (run, skipped or
+// missed; manual runs do not count).
+func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, error) {
+	var n *int64
+	if err := s.pool.QueryRow(ctx, `SELECT max(slot) FROM pbirefresh_runs WHERE job = $1 AND kind <> 'manual'`, job).Scan(&n); err != nil {
+		return time.Time{}, false, err
+	}
+	if n == nil {
+		return time.Time{}, false, nil
+	}
+	return fromNanos(*n), true, nil
+}
+
+const columns = `id, job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note, code, service_start, service_end, owner`
+
+func scanRuns(rows pgx.Rows) ([]store.Run, error) {
+	defer rows.Close()
+	var out []store.Run
+	for rows.Next() {
+		var r store.Run
+		var slot, posted, ended, sstart, send int64
+		var kind, status string
+		if err := rows.Scan(&r.ID, &r.Job, &slot, &kind, &status, &r.RefreshID, &posted, &ended, &r.Polls, &r.Error, &r.Hint, &r.Note, &r.Code, &sstart, &send, &r.Owner); err != nil {
+			return nil, err
+		}
+		r.Kind, r.Status = pbirefresh.Kind(kind), pbirefresh.Status(status)
+		r.Slot, r.Posted, r.Ended = fromNanos(slot), fromNanos(posted), fromNanos(ended)
+		r.ServiceStart, r.ServiceEnd = fromNanos(sstart), fromNanos(send)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Adopt takes over, for this replica, the runs in flight whose owner's
+// lease has expired (on the database's clock), a batch at a time; other
+// replicas adopting at once take other runs (SKIP LOCKED).
+func (s *Store) Adopt(ctx context.Context) ([]store.Run, error) {
+	if err := s.Gate(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `UPDATE pbirefresh_runs SET owner = @owner WHERE id IN (
+			SELECT r.id FROM pbirefresh_runs r LEFT JOIN pbirefresh_replicas p ON p.id = r.owner
+			WHERE r.status IN ('pending', 'running') AND r.owner <> @owner AND (p.id IS NULL OR p.expires_at <= now())
+			ORDER BY r.id LIMIT 500 FOR UPDATE OF r SKIP LOCKED)
+		AND `+leaseHeld+` RETURNING `+columns, pgx.NamedArgs{"owner": s.self()})
+	if err != nil {
+		return nil, err
+	}
+	runs, err := scanRuns(rows)
+	if err != nil {
+		return nil, err
+	}
+	// RETURNING gives the rows in no particular order: oldest first.
+	for i := 1; i < len(runs); i++ {
+		for k := i; k > 0 && runs[k].ID < runs[k-1].ID; k-- {
+			runs[k], runs[k-1] = runs[k-1], runs[k]
+		}
+	}
+	return runs, nil
+}
+
+// Runs returns one page of runs, newest slot first.
+func (s *Store) Runs(ctx context.Context, q store.Query) ([]store.Run, error) {
+	where, args := []string{"true"}, pgx.NamedArgs{"limit": q.PageSize()}
+	if q.Job != "" {
+		where, args["job"] = append(where, "job = @job"), q.Job
+	}
+	if c := q.After; c != nil {
+		where = append(where, "(slot, id) < (@aslot, @aid)")
+		args["aslot"], args["aid"] = nanos(c.Slot), c.ID
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM pbirefresh_runs WHERE `+strings.Join(where, " AND ")+` ORDER BY slot DESC, id DESC LIMIT @limit`, args)
+	if err != nil {
+		return nil, err
+	}
+	return scanRuns(rows)
+}
+
+// RecentDurations returns, for every job, how long its last n completed
+// refreshes ran, newest first.
+func (s *Store) RecentDurations(ctx context.Context, n int) (map[string][]time.Duration, error) {
+	rows, err := s.pool.Query(ctx, `SELECT job, posted, ended, service_start, service_end FROM (
+		SELECT job, slot, posted, ended, service_start, service_end, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn
+		FROM pbirefresh_runs WHERE status = 'completed') recent WHERE rn <= $1 ORDER BY job, slot DESC`, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]time.Duration{}
+	for rows.Next() {
+		var job string
+		var posted, ended, sstart, send int64
+		if err := rows.Scan(&job, &posted, &ended, &sstart, &send); err != nil {
+			return nil, err
+		}
+		r := store.Run{Posted: fromNanos(posted), Ended: fromNanos(ended), ServiceStart: fromNanos(sstart), ServiceEnd: fromNanos(send)}
+		if d := r.Duration(); d > 0 {
+			out[job] = append(out[job], d)
+		}
+	}
+	return out, rows.Err()
+}
+
+// Prune keeps, per job, the newest keep runs and none older than maxAge
+// (runs in flight are always kept).
+func (s *Store) Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error) {
+	if err := s.Gate(); err != nil {
+		return 0, err
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM pbirefresh_runs WHERE status NOT IN ('pending', 'running') AND id IN (
+		SELECT id FROM (SELECT id, slot, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn FROM pbirefresh_runs) ranked
+		WHERE rn > $1 OR slot < $2)`, keep, nanos(s.now().Add(-maxAge)))
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+// Ping checks that the database answers and that this replica holds its
+// lease: a replica without one does no work, and says so on /readyz.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.member != nil {
+		if err := s.member.gate(); err != nil {
+			return err
+		}
+	}
+	return s.pool.Ping(ctx)
+}
+
+// Replicas lists the replicas seen in the last hour, with the runs each
+// owns in flight.
+func (s *Store) Replicas(ctx context.Context) ([]store.Replica, error) {
+	rows, err := s.pool.Query(ctx, `SELECT p.id, p.host, p.pid, p.version, p.started, p.heartbeat, p.expires_at, p.expires_at > now(),
+		(SELECT count(*) FROM pbirefresh_runs r WHERE r.owner = p.id AND r.status IN ('pending', 'running'))
+		FROM pbirefresh_replicas p WHERE p.expires_at > now() - interval '1 hour' ORDER BY p.started`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Replica
+	self := s.self()
+	for rows.Next() {
+		var r store.Replica
+		var runs int64
+		if err := rows.Scan(&r.ID, &r.Host, &r.PID, &r.Version, &r.Started, &r.Heartbeat, &r.Expires, &r.Alive, &runs); err != nil {
+			return nil, err
+		}
+		r.Runs, r.Self = int(runs), r.ID == self
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Copy inserts runs (from another store: `pbirefresh state copy`) that
+// are not here yet, keeping their (job, slot) identity; it returns how many
+// it added. Running it twice adds nothing the second time.
+func (s *Store) Copy(ctx context.Context, runs []store.Run) (int, error) {
+	added := 0
+	batch := &pgx.Batch{}
+	for _, r := range runs {
+		batch.Queue(`INSERT INTO pbirefresh_runs (job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note, code, service_start, service_end, owner)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, '') ON CONFLICT DO NOTHING`,
+			r.Job, nanos(r.Slot), string(r.Kind), string(r.Status), r.RefreshID, nanos(r.Posted), nanos(r.Ended), r.Polls, r.Error, r.Hint, r.Note, r.Code,
+			nanos(r.ServiceStart), nanos(r.ServiceEnd))
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx)
+	br := tx.SendBatch(ctx, batch)
+	for range runs {
+		tag, err := br.Exec()
+		if err != nil {
+			br.Close()
+			return 0, err
+		}
+		added += int(tag.RowsAffected())
+	}
+	if err := br.Close(); err != nil {
+		return 0, err
+	}
+	return added, tx.Commit(ctx)
+}

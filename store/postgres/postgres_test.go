@@ -1,0 +1,290 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/store"
+	"github.com/pbirefresh/pbirefresh/store/postgres/pgtest"
+	"github.com/pbirefresh/pbirefresh/store/storetest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
+}
+
+var seq struct {
+	sync.Mutex
+	n int
+}
+
+func replica() *Replica {
+	seq.Lock()
+	defer seq.Unlock()
+	seq.n++
+	return &Replica{Host: "test", PID: seq.n, Version: "test"}
+}
+
+// contract runs the store contract on databases that url makes.
+func contract(t *testing.T, url func(t *testing.T) string) {
+	dbs := map[string]string{}
+	storetest.Run(t, func(t *testing.T, name string, now func() time.Time) storetest.Store {
+		if dbs[name] == "" {
+			dbs[name] = url(t)
+		}
+		s, err := Open(context.Background(), dbs[name], Options{Replica: replica()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Now = now
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestContract(t *testing.T) {
+	srv := pgtest.Shared(t)
+	contract(t, func(t *testing.T) string { return srv.NewDatabase(t) })
+}
+
+// TestContractThroughPgBouncer: the same contract through PgBouncer in
+// transaction mode: no session state is relied on.
+func TestContractThroughPgBouncer(t *testing.T) {
+	srv := pgtest.Shared(t)
+	b := pgtest.StartBouncer(t, srv)
+	defer b.Stop()
+	contract(t, func(t *testing.T) string { return b.URL(srv.NewDatabase(t)) })
+}
+
+func open(t *testing.T, url string, o Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// expire ends a replica's lease on the database's clock, as if it had
+// stopped renewing.
+func expire(t *testing.T, s *Store, id string) {
+	t.Helper()
+	if _, err := s.pool.Exec(context.Background(), `UPDATE pbirefresh_replicas SET expires_at = now() - interval '1 second' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTakeoverAndFencing: a replica whose lease expired on the database's
+// clock can no longer claim, post or record; another adopts its runs in
+// flight, once; the first joins again as a new member.
+func TestTakeoverAndFencing(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	ctx := context.Background()
+	lost, rejoined := make(chan struct{}, 1), make(chan struct{}, 1)
+	a := open(t, url, Options{Replica: replica(), LeaseTTL: 3 * time.Second,
+		OnLeaseLost: func() { lost <- struct{}{} }, OnRejoin: func() { rejoined <- struct{}{} }})
+	b := open(t, url, Options{Replica: replica(), LeaseTTL: 3 * time.Second})
+	t0 := storetest.T0
+	id, err := a.Begin(ctx, "sales", t0, pbirefresh.Scheduled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetRefresh(ctx, id, "r-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Begin(ctx, "sales", t0, pbirefresh.Scheduled); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("the second replica's Begin of the same slot: %v", err)
+	}
+	if got, _ := b.Adopt(ctx); len(got) != 0 {
+		t.Fatalf("adopted a live replica's run: %+v", got)
+	}
+	first := a.Self()
+	expire(t, a, first)
+	// A's local trust window is still open, but the database refuses.
+	if _, err := a.Begin(ctx, "inventory", t0, pbirefresh.Scheduled); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("Begin after the lease expired: %v", err)
+	}
+	got, err := b.Adopt(ctx)
+	if err != nil || len(got) != 1 || got[0].ID != id || got[0].Owner != b.Self() || got[0].RefreshID != "r-1" {
+		t.Fatalf("adopt: %+v %v", got, err)
+	}
+	if again, _ := b.Adopt(ctx); len(again) != 0 {
+		t.Fatalf("adopted twice: %+v", again)
+	}
+	if err := a.Finish(ctx, id, store.Outcome{Status: pbirefresh.Completed}); !errors.Is(err, store.ErrNotOwner) && !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("the old owner recorded the outcome: %v", err)
+	}
+	if err := b.Finish(ctx, id, store.Outcome{Status: pbirefresh.Completed}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("A was not told it lost its lease")
+	}
+	select {
+	case <-rejoined:
+	case <-time.After(20 * time.Second):
+		t.Fatal("A did not rejoin")
+	}
+	if a.Self() == first || a.Gate() != nil {
+		t.Fatalf("after rejoining: id %s (was %s), gate %v", a.Self(), first, a.Gate())
+	}
+	if _, err := a.Begin(ctx, "inventory", t0, pbirefresh.Scheduled); err != nil {
+		t.Fatalf("Begin after rejoining: %v", err)
+	}
+	reps, err := b.Replicas(ctx)
+	if err != nil || len(reps) != 3 {
+		t.Fatalf("replicas %+v %v, want A's old and new ids and B", reps, err)
+	}
+	alive := 0
+	for _, r := range reps {
+		if r.Alive {
+			alive++
+		}
+	}
+	if alive != 2 {
+		t.Fatalf("%d alive, want 2: %+v", alive, reps)
+	}
+}
+
+// TestTrustWindowFencesBeforeTheDatabaseWould: without renewals, the
+// replica fences itself on its own clock before its lease can expire on
+// the database's.
+func TestTrustWindowFencesBeforeTheDatabaseWould(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	a := open(t, url, Options{Replica: replica(), LeaseTTL: 10 * time.Second})
+	if a.Gate() != nil {
+		t.Fatal("fenced at once")
+	}
+	m := a.member
+	m.mu.Lock()
+	m.trustMono = m.trustMono.Add(-(m.ttl - m.margin())) // as if the last renewal was that long ago
+	m.mu.Unlock()
+	if !errors.Is(a.Gate(), store.ErrFenced) {
+		t.Fatal("the trust window passed but the gate is open")
+	}
+	var expires time.Time
+	a.pool.QueryRow(context.Background(), `SELECT expires_at FROM pbirefresh_replicas WHERE id = $1`, a.Self()).Scan(&expires)
+	if time.Until(expires) < m.margin() {
+		t.Fatalf("the database's lease ends in %s: the window must close at least %s earlier", time.Until(expires), m.margin())
+	}
+	if err := a.Ping(context.Background()); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("ping (readyz) while fenced: %v", err)
+	}
+}
+
+// TestCloseHandsRunsOverAtOnce: a replica that stops cleanly ends its
+// lease, so another adopts its runs without waiting for the TTL.
+func TestCloseHandsRunsOverAtOnce(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	ctx := context.Background()
+	a, err := Open(ctx, url, Options{Replica: replica(), LeaseTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Begin(ctx, "sales", storetest.T0, pbirefresh.Scheduled)
+	a.Close()
+	b := open(t, url, Options{Replica: replica(), LeaseTTL: time.Hour})
+	if got, err := b.Adopt(ctx); err != nil || len(got) != 1 {
+		t.Fatalf("adopt after a clean stop: %+v %v", got, err)
+	}
+}
+
+// TestConcurrentAdoptersSplitTheRuns: replicas adopting at once take each
+// run once (SKIP LOCKED).
+func TestConcurrentAdoptersSplitTheRuns(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	ctx := context.Background()
+	dead, err := Open(ctx, url, Options{Replica: replica(), LeaseTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if _, err := dead.Begin(ctx, "job-"+string(rune('a'+i%26))+string(rune('a'+i/26)), storetest.T0, pbirefresh.Scheduled); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead.Close()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	for k := 0; k < 3; k++ {
+		s := open(t, url, Options{Replica: replica(), LeaseTTL: time.Hour})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := s.Adopt(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			for _, r := range got {
+				seen[r.ID]++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 100 {
+		t.Fatalf("%d runs adopted, want 100", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("run %d adopted %d times", id, n)
+		}
+	}
+}
+
+// TestMigrateOnceWhenReplicasStartTogether: three replicas opening an empty
+// database at once migrate it once.
+func TestMigrateOnceWhenReplicasStartTogether(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	var wg sync.WaitGroup
+	for k := 0; k < 3; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(context.Background(), url, Options{Replica: replica()})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			s.Close()
+		}()
+	}
+	wg.Wait()
+	ro := open(t, url, Options{ReadOnly: true})
+	if v, err := ro.version(context.Background()); v != len(migrations) || err != nil {
+		t.Fatalf("version %d %v", v, err)
+	}
+}
+
+// TestPasswordHookAndRedaction: the password comes from the hook at each
+// new connection, and never appears in an error.
+func TestPasswordHookAndRedaction(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.NewDatabase(t)
+	calls := 0
+	s := open(t, url, Options{ReadOnly: false, Password: func(context.Context) (string, error) { calls++; return "from-the-hook", nil }})
+	if calls == 0 {
+		t.Fatal("the password hook was not called")
+	}
+	s.Close()
+	bad := "postgres://pbirefresh:s3cr3t-pw@127.0.0.1:1/x?sslmode=disable&connect_timeout=2"
+	_, err := Open(context.Background(), bad, Options{})
+	if err == nil || contains(err.Error(), "s3cr3t-pw") || pbirefresh.Hint(err) == "" {
+		t.Fatalf("error %v (hint %q)", err, pbirefresh.Hint(err))
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -59,17 +59,27 @@ func fileKind(m os.FileMode) string {
 	return "not a regular file"
 }
 
+// Options relax what Parse requires.
+type Options struct {
+	// AllowNoJobs accepts a configuration without jobs: the input of
+	// `pbirefresh import`, which adds them. Everything else must run.
+	AllowNoJobs bool
+}
+
 // Parse is Load on bytes; name labels the messages. The steps stay
 // visible: strict decode, then defaults, then validation, which reports
 // every problem at once, sorted by position.
-func Parse(name string, b []byte) (*Config, error) {
+func Parse(name string, b []byte) (*Config, error) { return ParseWith(name, b, Options{}) }
+
+// ParseWith is Parse with options.
+func ParseWith(name string, b []byte, o Options) (*Config, error) {
 	f := &strictyaml.File{Name: name, Data: b, Example: "configs/example.yaml"}
 	c := &Config{}
 	if err := f.Decode(c); err != nil {
 		return nil, err
 	}
 	c.Path = name
-	v := &validator{c: c, f: f}
+	v := &validator{c: c, f: f, opts: o}
 	v.run()
 	if err := v.probs.Err(); err != nil {
 		return nil, err

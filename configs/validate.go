@@ -54,6 +54,7 @@ func quote(s string) string { return strictyaml.Quote(s) }
 type validator struct {
 	c     *Config
 	f     *strictyaml.File
+	opts  Options
 	probs strictyaml.Problems
 }
 
@@ -99,7 +100,7 @@ func (v *validator) run() {
 		v.add("defaults.poll", "", pollFix, "poll.min_interval %s is above poll.max_interval %s", p.MinInterval.D(), p.MaxInterval.D())
 	}
 	v.jobs(defaultsOK)
-	if len(c.Jobs) == 0 {
+	if len(c.Jobs) == 0 && !v.opts.AllowNoJobs {
 		v.add("jobs", "", "add a job under jobs (configs/example.yaml shows one), or write them with `pbirefresh import`", "the configuration has no jobs: the daemon would do nothing")
 	}
 }

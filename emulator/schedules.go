@@ -371,6 +371,29 @@ func (ds *dsState) location() *time.Location {
 	return loc
 }
 
+// wallInstant is the instant a local time names. How Power BI treats DST
+// changes is not documented; the emulator takes the safe reading: a time
+// that occurs twice (clocks went back) fires once, at its first
+// occurrence; a time that does not exist (clocks went forward) fires later
+// by the length of the gap, so 02:30 fires at 03:30. (time.Date's own
+// choice in both cases depends on the zone.)
+func wallInstant(y int, mo time.Month, d, h, mi int, loc *time.Location) time.Time {
+	wall := time.Date(y, mo, d, h, mi, 0, 0, time.UTC)
+	var first time.Time
+	for _, probe := range []time.Time{wall.Add(-14 * time.Hour), wall.Add(14 * time.Hour)} {
+		_, off := probe.In(loc).Zone()
+		inst := wall.Add(-time.Duration(off) * time.Second)
+		if l := inst.In(loc); l.Day() == d && l.Hour() == h && l.Minute() == mi && (first.IsZero() || inst.Before(first)) {
+			first = inst
+		}
+	}
+	if !first.IsZero() {
+		return first
+	}
+	_, before := wall.Add(-14 * time.Hour).In(loc).Zone()
+	return wall.Add(-time.Duration(before) * time.Second)
+}
+
 // scheduleSlots lists the instants in (from, to] at which the schedule
 // fires, in order.
 func scheduleSlots(s ScheduleInfo, loc *time.Location, from, to time.Time) []time.Time {
@@ -386,14 +409,7 @@ func scheduleSlots(s ScheduleInfo, loc *time.Location, from, to time.Time) []tim
 			if _, err := fmt.Sscanf(hm, "%d:%d", &h, &m); err != nil {
 				continue
 			}
-			t := time.Date(day.Year(), day.Month(), day.Day(), h, m, 0, 0, loc)
-			if t.Hour() != h || t.Minute() != m {
-				// The local time falls in a gap (clocks went forward). time.Date
-				// then moves it back; move it forward by the gap instead, so
-				// that 02:30 fires at 03:30, after 02:00's slot.
-				_, before := t.Zone()
-				t = time.Date(day.Year(), day.Month(), day.Day(), h, m, 0, 0, time.UTC).Add(-time.Duration(before) * time.Second)
-			}
+			t := wallInstant(day.Year(), day.Month(), day.Day(), h, m, loc)
 			if t.After(from) && !t.After(to) {
 				out = append(out, t)
 			}

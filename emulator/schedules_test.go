@@ -365,3 +365,34 @@ func TestScheduleSlotsAcrossDST(t *testing.T) {
 		t.Errorf("fall back: %v", f)
 	}
 }
+
+// TestScheduleDSTReadsTheSameInEveryZone: a time in a spring-forward gap
+// fires later by the gap; a repeated time fires once, at its first
+// occurrence, in Berlin, Sydney and Los Angeles alike (time.Date alone
+// resolves them differently per zone).
+func TestScheduleDSTReadsTheSameInEveryZone(t *testing.T) {
+	for _, c := range []struct {
+		zone     string
+		day      string
+		h, m     int
+		want     string
+		sameWall bool
+	}{
+		{"Europe/Berlin", "2026-03-29", 2, 30, "2026-03-29T01:30:00Z", false}, // gap: 03:30 CEST
+		{"Europe/Berlin", "2026-10-25", 2, 30, "2026-10-25T00:30:00Z", true},  // repeat: first, CEST
+		{"Australia/Sydney", "2026-10-04", 2, 30, "2026-10-03T16:30:00Z", false},
+		{"Australia/Sydney", "2026-04-05", 2, 30, "2026-04-04T15:30:00Z", true},
+		{"America/Los_Angeles", "2026-03-08", 2, 30, "2026-03-08T10:30:00Z", false},
+		{"America/Los_Angeles", "2026-11-01", 1, 30, "2026-11-01T08:30:00Z", true},
+	} {
+		loc, _ := time.LoadLocation(c.zone)
+		d, _ := time.Parse("2006-01-02", c.day)
+		got := wallInstant(d.Year(), d.Month(), d.Day(), c.h, c.m, loc)
+		if got.UTC().Format(time.RFC3339) != c.want {
+			t.Errorf("%s %s %02d:%02d: %s, want %s", c.zone, c.day, c.h, c.m, got.UTC().Format(time.RFC3339), c.want)
+		}
+		if l := got.In(loc); c.sameWall && (l.Hour() != c.h || l.Minute() != c.m) {
+			t.Errorf("%s: a repeated time fired at %s", c.zone, l)
+		}
+	}
+}

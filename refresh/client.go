@@ -121,7 +121,8 @@ type Client struct {
 	MaxBackoff time.Duration
 	// Observe, if set, sees every response: the endpoint (refresh.post,
 	// refresh.history, refresh.details, refresh.cancel, groups.get,
-	// datasets.get, dataflow.refresh, dataflow.transactions,
+	// datasets.get, groups.list, datasets.list, schedule.get,
+	// schedule.update, dataflow.refresh, dataflow.transactions,
 	// dataflow.cancel) and the status (0 for a network error).
 	Observe func(endpoint string, status int)
 
@@ -707,6 +708,14 @@ func endpointOf(method, path string) string {
 		return "refresh.cancel"
 	case strings.Contains(p, "/refreshes/"):
 		return "refresh.details"
+	case strings.HasSuffix(p, "/refreshSchedule") && method == http.MethodPatch:
+		return "schedule.update"
+	case strings.HasSuffix(p, "/refreshSchedule"):
+		return "schedule.get"
+	case strings.HasSuffix(p, "/datasets"):
+		return "datasets.list"
+	case strings.HasSuffix(p, "/groups"):
+		return "groups.list"
 	case strings.Contains(p, "/datasets/"):
 		return "datasets.get"
 	default:

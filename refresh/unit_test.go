@@ -103,3 +103,20 @@ func TestOptionsBody(t *testing.T) {
 		t.Errorf("enhanced never carries notifyOption, and names a field: %v", m)
 	}
 }
+
+func TestEndpointOfNamesAndSchedules(t *testing.T) {
+	for _, tc := range []struct{ m, p, want string }{
+		{"GET", "/v1.0/myorg/groups?$filter=tolower%28name%29%20eq%20%27s%27", "groups.list"},
+		{"GET", "/v1.0/myorg/groups/g", "groups.get"},
+		{"GET", "/v1.0/myorg/groups/g/datasets", "datasets.list"},
+		{"GET", "/v1.0/myorg/groups/g/datasets/d", "datasets.get"},
+		{"GET", "/v1.0/myorg/groups/g/datasets/d/refreshSchedule", "schedule.get"},
+		{"PATCH", "/v1.0/myorg/groups/g/datasets/d/refreshSchedule", "schedule.update"},
+		{"POST", "/v1.0/myorg/groups/g/datasets/d/refreshes", "refresh.post"},
+		{"POST", "/v1.0/myorg/groups/g/dataflows/f/refreshes", "dataflow.refresh"},
+	} {
+		if got := endpointOf(tc.m, tc.p); got != tc.want {
+			t.Errorf("%s %s: %s, want %s", tc.m, tc.p, got, tc.want)
+		}
+	}
+}

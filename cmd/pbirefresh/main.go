@@ -102,6 +102,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cmd = &validateCmd{stdout: stdout, stderr: stderr}
 	case "doctor":
 		cmd = &doctorCmd{stdout: stdout, stderr: stderr, logger: newLogger(io.Discard)}
+	case "import":
+		cmd = &importCmd{stdout: stdout, stderr: stderr}
 	case "version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -182,6 +184,10 @@ Usage:
   pbirefresh doctor --config FILE [--job NAME]
                        walk the setup recipe (secret, token, workspace, dataset,
                        history) without refreshing anything
+  pbirefresh import --config FILE --credential NAME --workspace NAME|ID [--workspace ...]
+                    [--out FILE] [--disable-builtin]
+                       write jobs that reproduce the datasets' Power BI refresh schedules;
+                       --disable-builtin then turns those schedules off
   pbirefresh emulator [--listen ADDR] [--scenario FILE] [--ca-out FILE]
                       [--config-out FILE] [--fake-clock]
                        run the local Power BI + Entra ID + Key Vault emulator

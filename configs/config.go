@@ -239,6 +239,10 @@ type JobSettings struct {
 	// HistoryGrace is how long a new refresh may stay out of the history
 	// (the service's lag) before it counts as lost (default 2m).
 	HistoryGrace Duration `yaml:"history_grace"`
+	// StaleAfter: a job whose last successful refresh is older than this is
+	// stale (metrics, the status page, one "stale" notification); default
+	// none.
+	StaleAfter *Duration `yaml:"stale_after"`
 
 	// Timezone is the IANA zone of the schedule (default UTC).
 	Timezone string `yaml:"timezone"`
@@ -269,10 +273,25 @@ type Poll struct {
 
 // Job is one dataset refresh definition.
 type Job struct {
-	Name        string `yaml:"name"`
-	Credential  string `yaml:"credential"`
+	Name       string `yaml:"name"`
+	Credential string `yaml:"credential"`
+	// The workspace: its id, or its name (resolved when the daemon starts,
+	// on reload, and once again when the service answers 404).
 	WorkspaceID string `yaml:"workspace_id"`
-	DatasetID   string `yaml:"dataset_id"`
+	Workspace   string `yaml:"workspace"`
+	// What the job refreshes: a dataset by id or by name, or a dataflow
+	// (Gen1) by id; exactly one.
+	DatasetID  string `yaml:"dataset_id"`
+	Dataset    string `yaml:"dataset"`
+	DataflowID string `yaml:"dataflow_id"`
+	// After names the jobs this one waits for: it runs when every one of
+	// them has completed since its own last run (with a schedule, only on
+	// its schedule, then; see OnUpstream).
+	After []string `yaml:"after"`
+	// OnUpstream: what a scheduled job with after does when a slot comes
+	// and its upstreams have not all completed since its last run: wait
+	// (the default: for them, up to the job's timeout) | skip | run.
+	OnUpstream OnUpstream `yaml:"on_upstream"`
 	// Refresh present means an enhanced refresh; absent, a classic one.
 	Refresh *Enhanced `yaml:"refresh"`
 	// NotifyOption is for classic refreshes only (service principals may
@@ -293,6 +312,35 @@ type Job struct {
 
 	// Effective is JobSettings with the defaults applied.
 	Effective JobSettings `yaml:"-"`
+}
+
+// OnUpstream is what a scheduled job with after does when its upstreams
+// are not fresh.
+type OnUpstream string
+
+// Upstream policies.
+const (
+	UpstreamWait OnUpstream = "wait"
+	UpstreamSkip OnUpstream = "skip"
+	UpstreamRun  OnUpstream = "run"
+)
+
+// UpstreamPolicies lists them, the default first.
+func UpstreamPolicies() []OnUpstream { return []OnUpstream{UpstreamWait, UpstreamSkip, UpstreamRun} }
+
+// IsDataflow reports whether the job refreshes a dataflow.
+func (j *Job) IsDataflow() bool { return j.DataflowID != "" }
+
+// Target names what the job refreshes, for messages: the dataset's or
+// dataflow's name or id.
+func (j *Job) Target() string {
+	switch {
+	case j.DataflowID != "":
+		return "dataflow " + j.DataflowID
+	case j.Dataset != "":
+		return "dataset " + strconvQuote(j.Dataset)
+	}
+	return "dataset " + j.DatasetID
 }
 
 // Enhanced are the enhanced refresh options (Premium, PPU, Embedded or
@@ -351,3 +399,5 @@ func (c *Config) JobNames() string {
 	}
 	return strings.Join(n, ", ")
 }
+
+func strconvQuote(s string) string { return strictyaml.Quote(s) }

@@ -64,7 +64,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Jobs) != 2 || len(cfg.Credentials) != 3 {
+	if len(cfg.Jobs) != 5 || len(cfg.Credentials) != 3 {
 		t.Fatalf("jobs %d credentials %d", len(cfg.Jobs), len(cfg.Credentials))
 	}
 	j := cfg.Job("sales-nightly")
@@ -73,6 +73,18 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 	if j2 := cfg.Job("team-classic"); j2.Effective.Timeout.D() != 2*time.Hour || j2.Effective.WhenBusy != "wait" || j2.Refresh != nil {
 		t.Errorf("defaults not applied: %+v", j2.Effective)
+	}
+	if j3 := cfg.Job("team-classic"); j3.Workspace != "Team Reporting" || j3.Dataset != "Team Model" || j3.WorkspaceID != "" {
+		t.Errorf("names: %+v", j3)
+	}
+	if df := cfg.Job("finance-dataflow"); !df.IsDataflow() || df.NotifyOption != "MailOnFailure" {
+		t.Errorf("dataflow job: %+v", df)
+	}
+	if fs := cfg.Job("finance-summary"); len(fs.After) != 1 || fs.After[0] != "finance-model" || fs.OnUpstream != "wait" {
+		t.Errorf("chain: %+v", fs)
+	}
+	if fm := cfg.Job("finance-model"); fm.OnUpstream != "wait" || fm.Schedule != "" {
+		t.Errorf("default on_upstream: %+v", fm)
 	}
 	if cfg.Endpoints.PowerBIAPI != "https://api.powerbi.com" || !cfg.Endpoints.InstanceDiscovery || !*cfg.Endpoints.KeyVaultChallengeVerification {
 		t.Errorf("endpoints: %+v", cfg.Endpoints)

@@ -100,6 +100,7 @@ func (v *validator) run() {
 		v.add("defaults.poll", "", pollFix, "poll.min_interval %s is above poll.max_interval %s", p.MinInterval.D(), p.MaxInterval.D())
 	}
 	v.jobs(defaultsOK)
+	v.dependencies()
 	if len(c.Jobs) == 0 && !v.opts.AllowNoJobs {
 		v.add("jobs", "", "add a job under jobs (configs/example.yaml shows one), or write them with `pbirefresh import`", "the configuration has no jobs: the daemon would do nothing")
 	}
@@ -330,6 +331,9 @@ func (v *validator) settings(p, who string, s *JobSettings) settingsOK {
 	if s.Timeout != 0 && s.Timeout.D() < time.Minute {
 		v.add(p+".timeout", who, "give the refresh at least a minute", "timeout %s is below 1m", s.Timeout.D())
 	}
+	if s.StaleAfter != nil && s.StaleAfter.D() != 0 && s.StaleAfter.D() < time.Minute {
+		v.add(p+".stale_after", who, "use a duration longer than the job's schedule interval, e.g. 26h for a daily job, or 0 for none", "stale_after %s is below 1m", s.StaleAfter.D())
+	}
 	return ok
 }
 
@@ -353,14 +357,22 @@ func (v *validator) jobs(defaults settingsOK) {
 		if _, ok := c.Credentials[j.Credential]; !ok {
 			v.add(p+".credential", who, fmt.Sprintf("use one of the names under credentials (%s)", keys(c.Credentials)), "unknown credential %s", quote(j.Credential))
 		}
-		if !strictyaml.IsGUID(j.WorkspaceID) {
-			v.add(p+".workspace_id", who, "copy the workspace id from the URL app.powerbi.com/groups/<workspace_id>/...", "workspace_id %s is not a GUID", quote(j.WorkspaceID))
-		}
-		if !strictyaml.IsGUID(j.DatasetID) {
-			v.add(p+".dataset_id", who, "copy the dataset id from the URL .../datasets/<dataset_id>/details", "dataset_id %s is not a GUID", quote(j.DatasetID))
-		}
-		if j.NotifyOption != "" && !notifyOpts[j.NotifyOption] {
+		v.target(p, who, j)
+		switch {
+		case j.IsDataflow() && j.NotifyOption != "" && j.NotifyOption != "NoNotification" && j.NotifyOption != "MailOnFailure":
+			v.add(p+".notify_option", who, "a dataflow takes NoNotification or MailOnFailure", "unknown notify_option %s for a dataflow", quote(j.NotifyOption))
+		case j.NotifyOption != "" && !notifyOpts[j.NotifyOption]:
 			v.add(p+".notify_option", who, "use NoNotification, MailOnFailure or MailOnCompletion", "unknown notify_option %s", quote(j.NotifyOption))
+		}
+		if j.IsDataflow() && j.Refresh != nil {
+			v.add(p+".refresh", who, "remove refresh: enhanced options apply to datasets; a dataflow refresh takes only notify_option", "a dataflow has no enhanced refresh")
+		}
+		enum(v, p+".on_upstream", who, "on_upstream", j.OnUpstream, UpstreamPolicies())
+		if j.OnUpstream != "" && len(j.After) == 0 {
+			v.add(p+".on_upstream", who, "remove on_upstream, or name the upstream jobs under after", "on_upstream without after")
+		}
+		if j.OnUpstream == "" {
+			j.OnUpstream = UpstreamWait
 		}
 		if j.Refresh != nil {
 			if j.NotifyOption != "" {
@@ -400,6 +412,120 @@ func (v *validator) jobs(defaults settingsOK) {
 		}
 		if (j.Poll.MinInterval != 0 || j.Poll.MaxInterval != 0) && e.Poll.MinInterval > e.Poll.MaxInterval {
 			v.add(p+".poll", who, pollFix, "poll.min_interval %s is above poll.max_interval %s", e.Poll.MinInterval.D(), e.Poll.MaxInterval.D())
+		}
+	}
+}
+
+// target checks that a job names one workspace and one thing to refresh.
+func (v *validator) target(p, who string, j *Job) {
+	switch {
+	case j.WorkspaceID != "" && j.Workspace != "":
+		v.add(p+".workspace", who, "keep one of workspace_id and workspace (a name)", "workspace_id and workspace are both set")
+	case j.Workspace != "":
+		if strings.TrimSpace(j.Workspace) == "" {
+			v.add(p+".workspace", who, "give the workspace's name as Power BI shows it", "workspace name is blank")
+		}
+	case !strictyaml.IsGUID(j.WorkspaceID):
+		v.add(p+".workspace_id", who, "copy the workspace id from the URL app.powerbi.com/groups/<workspace_id>/..., or give its name as workspace", "workspace_id %s is not a GUID", quote(j.WorkspaceID))
+	}
+	n := 0
+	for _, s := range []string{j.DatasetID, j.Dataset, j.DataflowID} {
+		if s != "" {
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		v.add(p+".dataset_id", who, "keep one of dataset_id, dataset (a name) and dataflow_id", "the job names %d things to refresh", n)
+	case j.Dataset != "":
+		if strings.TrimSpace(j.Dataset) == "" {
+			v.add(p+".dataset", who, "give the dataset's name as Power BI shows it", "dataset name is blank")
+		}
+	case j.DataflowID != "":
+		if !strictyaml.IsGUID(j.DataflowID) {
+			v.add(p+".dataflow_id", who, "copy the dataflow id from the URL .../dataflows/<dataflow_id>", "dataflow_id %s is not a GUID", quote(j.DataflowID))
+		}
+	case !strictyaml.IsGUID(j.DatasetID):
+		v.add(p+".dataset_id", who, "copy the dataset id from the URL .../datasets/<dataset_id>/details, or give its name as dataset", "dataset_id %s is not a GUID", quote(j.DatasetID))
+	}
+}
+
+// dependencies checks after: known jobs, no job after itself, no cycle
+// (reported with its path).
+func (v *validator) dependencies() {
+	jobs := map[string]int{}
+	for i, j := range v.c.Jobs {
+		if j != nil {
+			jobs[j.Name] = i
+		}
+	}
+	for i, j := range v.c.Jobs {
+		if j == nil {
+			continue
+		}
+		who := "job " + quote(j.Name)
+		seen := map[string]bool{}
+		for k, up := range j.After {
+			p := fmt.Sprintf("jobs[%d].after[%d]", i, k)
+			switch _, ok := jobs[up]; {
+			case up == j.Name:
+				v.add(p, who, "remove it: a job cannot wait for itself", "job is after itself")
+			case !ok:
+				v.add(p, who, fmt.Sprintf("name a job of this configuration (%s)", v.c.JobNames()), "after names unknown job %s", quote(up))
+			case seen[up]:
+				v.add(p, who, "name each upstream once", "after names %s twice", quote(up))
+			}
+			seen[up] = true
+		}
+	}
+	// Cycles: depth-first, reporting each cycle once, at the line of the
+	// after entry that closes it.
+	const (
+		unseen = iota
+		open
+		done
+	)
+	state := map[string]int{}
+	var stack []string
+	var visit func(name string)
+	visit = func(name string) {
+		state[name] = open
+		stack = append(stack, name)
+		j := v.c.Jobs[jobs[name]]
+		for k, up := range j.After {
+			if _, ok := jobs[up]; !ok || up == name {
+				continue
+			}
+			switch state[up] {
+			case open:
+				start := 0
+				for i, s := range stack {
+					if s == up {
+						start = i
+					}
+				}
+				path := append(append([]string{}, stack[start:]...), up)
+				lines := make([]string, 0, len(path)-1)
+				for _, s := range path[:len(path)-1] {
+					lines = append(lines, fmt.Sprintf("%s at line %d", s, v.f.Pos(fmt.Sprintf("jobs[%d]", jobs[s])).Line))
+				}
+				v.add(fmt.Sprintf("jobs[%d].after[%d]", jobs[name], k), "job "+quote(name), "remove one of the after links in the cycle",
+					"after makes a cycle: %s (%s)", strings.Join(path, " -> "), strings.Join(lines, ", "))
+			case unseen:
+				visit(up)
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[name] = done
+	}
+	names := make([]string, 0, len(jobs))
+	for n := range jobs {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(a, b int) bool { return jobs[names[a]] < jobs[names[b]] })
+	for _, n := range names {
+		if state[n] == unseen {
+			visit(n)
 		}
 	}
 }

@@ -27,12 +27,15 @@ const (
 	Timeout Kind = "timeout"
 	// Lost: Power BI accepted a refresh and never ran it.
 	Lost Kind = "lost"
-	// Recovery: the first success after a run that was not one.
+	// Recovery: the first success after a run that was not one, or after
+	// the job went stale.
 	Recovery Kind = "recovery"
+	// Stale: the job's last success is older than its stale_after.
+	Stale Kind = "stale"
 )
 
 // Kinds lists every kind of event.
-func Kinds() []Kind { return []Kind{Failure, Timeout, Lost, Recovery} }
+func Kinds() []Kind { return []Kind{Failure, Timeout, Lost, Recovery, Stale} }
 
 // Event is one thing worth telling.
 type Event struct {
@@ -270,6 +273,8 @@ func title(ev Event) string {
 		return fmt.Sprintf("pbirefresh: %s timed out", ev.Job)
 	case Lost:
 		return fmt.Sprintf("pbirefresh: %s: refresh lost", ev.Job)
+	case Stale:
+		return fmt.Sprintf("pbirefresh: %s is stale", ev.Job)
 	}
 	return fmt.Sprintf("pbirefresh: %s %s", ev.Job, ev.Status)
 }

@@ -49,8 +49,9 @@ type Credential struct {
 	// Logger receives token events; tokens are never logged.
 	Logger *slog.Logger
 	// OnToken, if set, is called for every token the service issued (not
-	// for cached ones).
-	OnToken func()
+	// for cached ones); OnTokenError for every failure to get one.
+	OnToken      func()
+	OnTokenError func(err error)
 
 	name      string
 	tenant    string
@@ -131,6 +132,14 @@ func (c *Credential) Invalidate() {
 
 // Token returns a token with more than renewMargin left on the clock.
 func (c *Credential) Token(ctx context.Context) (string, error) {
+	tok, err := c.token0(ctx)
+	if err != nil && c.OnTokenError != nil && ctx.Err() == nil {
+		c.OnTokenError(err)
+	}
+	return tok, err
+}
+
+func (c *Credential) token0(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.clock().Now()

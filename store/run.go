@@ -120,3 +120,10 @@ func (q Query) PageSize() int {
 	}
 	return q.Limit
 }
+
+// Freshness is what a job's history says about its health: when its last
+// successful refresh ended, and how many runs in a row have failed since.
+type Freshness struct {
+	LastSuccess time.Time
+	Failures    int
+}

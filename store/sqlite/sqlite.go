@@ -630,3 +630,43 @@ func (s *Store) Prune(ctx context.Context, keep int, maxAge time.Duration) (int6
 	})
 	return n, err
 }
+
+// Freshness returns, per job, when its last completed refresh ended and
+// how many runs in a row have failed since (skipped and missed slots do not
+// count), read once at start-up.
+func (s *Store) Freshness(ctx context.Context) (map[string]store.Freshness, error) {
+	out := map[string]store.Freshness{}
+	rows, err := s.direct().QueryContext(ctx, `SELECT job, max(ended) FROM runs WHERE status = 'completed' GROUP BY job`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var job string
+		var ended int64
+		if err := rows.Scan(&job, &ended); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[job] = store.Freshness{LastSuccess: fromNanos(ended)}
+	}
+	rows.Close()
+	rows, err = s.direct().QueryContext(ctx, `SELECT r.job, count(*) FROM runs r
+		LEFT JOIN (SELECT job, max(slot) AS slot FROM runs WHERE status = 'completed' GROUP BY job) last ON last.job = r.job
+		WHERE r.status NOT IN ('pending', 'running', 'skipped', 'missed', 'completed') AND r.slot > COALESCE(last.slot, -1)
+		GROUP BY r.job`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var job string
+		var n int64
+		if err := rows.Scan(&job, &n); err != nil {
+			return nil, err
+		}
+		f := out[job]
+		f.Failures = int(n)
+		out[job] = f
+	}
+	return out, rows.Err()
+}

@@ -29,6 +29,7 @@ type Store interface {
 	Adopt(ctx context.Context) ([]store.Run, error)
 	Runs(ctx context.Context, q store.Query) ([]store.Run, error)
 	RecentDurations(ctx context.Context, n int) (map[string][]time.Duration, error)
+	Freshness(ctx context.Context) (map[string]store.Freshness, error)
 	Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error)
 	Ping(ctx context.Context) error
 	Close() error
@@ -54,6 +55,7 @@ func Run(t *testing.T, open Opener) {
 		{"OneRunOfAJobInFlight", busy},
 		{"Paging", paging},
 		{"Durations", durations},
+		{"Freshness", freshness},
 		{"Prune", prune},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
@@ -316,5 +318,39 @@ func prune(t *testing.T, open Opener) {
 	}
 	if kept[len(kept)-1] != "a@-1h0m0s" {
 		t.Fatalf("the run in flight (id %d) was pruned", inflight)
+	}
+}
+
+// freshness: the last success and the failures in a row since, per job.
+func freshness(t *testing.T, open Opener) {
+	ctx := context.Background()
+	now := T0
+	s := open(t, "freshness", func() time.Time { return now })
+	run := func(job string, slot time.Duration, status pbirefresh.Status) {
+		now = T0.Add(slot + time.Minute)
+		if status.Decided() {
+			must(t, s.Record(ctx, job, T0.Add(slot), pbirefresh.Scheduled, status, ""))
+			return
+		}
+		id, err := s.Begin(ctx, job, T0.Add(slot), pbirefresh.Scheduled)
+		must(t, err)
+		must(t, s.Finish(ctx, id, store.Outcome{Status: status}))
+	}
+	run("a", 0, pbirefresh.Completed)
+	run("a", time.Hour, pbirefresh.Failed)
+	run("a", 2*time.Hour, pbirefresh.Skipped)
+	run("a", 3*time.Hour, pbirefresh.Error)
+	run("b", 0, pbirefresh.Failed)
+	run("c", 0, pbirefresh.Failed)
+	run("c", time.Hour, pbirefresh.Completed)
+	got, err := s.Freshness(ctx)
+	must(t, err)
+	want := map[string]store.Freshness{
+		"a": {LastSuccess: T0.Add(time.Minute), Failures: 2},
+		"b": {Failures: 1},
+		"c": {LastSuccess: T0.Add(time.Hour + time.Minute)},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("freshness %v, want %v", got, want)
 	}
 }

@@ -18,13 +18,20 @@ const (
 	// Manual: an operator asked for it (API, run-now); its slot is the
 	// instant of the request.
 	Manual Kind = "manual"
+	// After: the jobs named in the job's after list completed; its slot
+	// is the slot of the upstream run whose completion triggered it.
+	After Kind = "after"
 )
 
 // Status is where a run is, or how it ended.
 type Status string
 
-// Statuses. Pending and Running are in flight; every other one is final.
+// Statuses. Triggered, Pending and Running are in flight; every other one
+// is final.
 const (
+	// Triggered: its upstreams completed; it waits to start (a place under
+	// the concurrency limits, or the end of its own previous run).
+	Triggered Status = "triggered"
 	// Pending: recorded, its POST not yet known to have reached the service.
 	Pending Status = "pending"
 	// Running: the refresh id is known; the run follows it.
@@ -40,8 +47,8 @@ const (
 	// Lost: accepted by the service but never seen running (it drops
 	// requests that arrive in bursts).
 	Lost Status = "lost"
-	// Skipped: not started by policy (overlap, or a busy dataset with
-	// when_busy: skip).
+	// Skipped: not started by policy (overlap, an upstream that did not
+	// complete, or a busy dataset with when_busy: skip).
 	Skipped Status = "skipped"
 	// Missed: the slot passed while the daemon was down or the clock
 	// jumped, and catch-up did not cover it.
@@ -56,11 +63,11 @@ const (
 
 // Statuses lists every status, in flight first.
 func Statuses() []Status {
-	return []Status{Pending, Running, Completed, Failed, Cancelled, Disabled, TimedOut, Lost, Skipped, Missed, QuotaExceeded, Error}
+	return []Status{Triggered, Pending, Running, Completed, Failed, Cancelled, Disabled, TimedOut, Lost, Skipped, Missed, QuotaExceeded, Error}
 }
 
 // InFlight reports whether the run has not ended yet.
-func (s Status) InFlight() bool { return s == Pending || s == Running }
+func (s Status) InFlight() bool { return s == Triggered || s == Pending || s == Running }
 
 // Decided reports whether the status is a decision about a slot rather
 // than the result of trying it: skipped and missed slots ran nothing.

@@ -54,6 +54,32 @@ func (e *Emulator) StartExternalRefresh(datasetID, refreshType string, d time.Du
 	return e.startServiceRefresh(ds, refreshType, b, now, now), nil
 }
 
+// Republish models a dataset deleted and published again under its name:
+// the dataset with id goes away, and one of the same name, owner, schedule
+// and behaviour, with no history, takes newID. Requests for the old id get
+// 404 from then on.
+func (e *Emulator) Republish(id, newID string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.datasets[strings.ToLower(id)]
+	if old == nil {
+		return fmt.Errorf("no dataset %s in the scenario", id)
+	}
+	if e.datasets[strings.ToLower(newID)] != nil || e.dataflows[strings.ToLower(newID)] != nil {
+		return fmt.Errorf("id %s is taken", newID)
+	}
+	ds := &dsState{ds: old.ds, ws: old.ws, behaviour: old.behaviour, sched: old.sched, schedChecked: old.schedChecked}
+	ds.ds.ID = newID
+	for i, d := range old.ws.datasets {
+		if d == old {
+			old.ws.datasets[i] = ds
+		}
+	}
+	delete(e.datasets, strings.ToLower(id))
+	e.datasets[strings.ToLower(newID)] = ds
+	return nil
+}
+
 // SetFaults replaces the fault rules.
 func (e *Emulator) SetFaults(faults ...Fault) error {
 	var errs []error
@@ -219,6 +245,20 @@ func (e *Emulator) controlRoutes() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]string{"requestId": id})
+	})
+	mux.HandleFunc("POST /_emulator/datasets/{id}/republish", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			NewID string `json:"new_id"`
+		}
+		if err := decode(r, &body); err != nil {
+			fail(w, http.StatusBadRequest, err)
+			return
+		}
+		if err := e.Republish(r.PathValue("id"), body.NewID); err != nil {
+			fail(w, http.StatusBadRequest, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /_emulator/datasets/{id}/schedule", func(w http.ResponseWriter, r *http.Request) {
 		s, err := e.Schedule(r.PathValue("id"))

@@ -165,7 +165,7 @@ func (c *Client) RunDataflow(ctx context.Context, df Dataflow, opts DataflowOpti
 			res.fail(pbirefresh.Lost, err)
 			return res
 		case errors.Is(err, ErrQuota):
-			res.fail(pbirefresh.QuotaExceeded, err)
+			res.quota(err, p)
 			return res
 		case !errors.Is(err, ErrBusy):
 			res.fail(pbirefresh.Error, err)

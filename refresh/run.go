@@ -44,6 +44,19 @@ type Policy struct {
 	// caller's own records. When there are some, they guide polling and
 	// the dataset's history is not read before the POST.
 	Durations []time.Duration
+	// QuotaHint, if set, says what caused a quota_exceeded answer (the
+	// daemon names the job's schedule); it leads the outcome's hint.
+	QuotaHint func() string
+}
+
+// quota ends a run refused by the shared-capacity quota.
+func (r *Result) quota(err error, p Policy) {
+	r.fail(pbirefresh.QuotaExceeded, err)
+	if p.QuotaHint != nil {
+		if h := p.QuotaHint(); h != "" {
+			r.Hint = strings.TrimSuffix(h+"; "+r.Hint, "; ")
+		}
+	}
 }
 
 // Result is how a run ended.
@@ -143,7 +156,7 @@ func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, pr
 			break
 		}
 		if errors.Is(err, ErrQuota) {
-			res.fail(pbirefresh.QuotaExceeded, err)
+			res.quota(err, p)
 			return res
 		}
 		if !errors.Is(err, ErrBusy) {

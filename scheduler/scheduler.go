@@ -132,6 +132,10 @@ type Scheduler struct {
 	// WakeEvery bounds one sleep, so a wall-clock step or a suspend is
 	// noticed (default 30s).
 	WakeEvery time.Duration
+	// Idle, if set, is called (without locks held) each time a job's run
+	// has ended and the job has nothing queued: a run started elsewhere
+	// (Start) may go now.
+	Idle func(job string)
 
 	clock   Clock
 	journal Journal
@@ -440,8 +444,28 @@ func (s *Scheduler) done(ctx context.Context, st *jobState) {
 		st.pending = nil
 		recs = s.fire(ctx, st, p.slot, p.kind, "", recs)
 	}
+	idle := !st.running
+	name := st.job.Name
 	s.mu.Unlock()
 	s.write(ctx, recs)
+	if idle && s.Idle != nil && ctx.Err() == nil {
+		s.Idle(name)
+	}
+}
+
+// Start runs a job now for a slot decided elsewhere (kind after: its
+// upstreams triggered it), under the same limits as every run. It starts
+// nothing and reports false when the job is unknown or its previous run
+// is in progress; the caller tries again when the job is idle.
+func (s *Scheduler) Start(ctx context.Context, name string, slot time.Time, kind pbirefresh.Kind) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.jobs[name]
+	if st == nil || st.running {
+		return false
+	}
+	s.fire(ctx, st, slot, kind, "", nil)
+	return true
 }
 
 // acquire waits for a place under the per-key cap, then under the global

@@ -550,3 +550,36 @@ func TestResyncCatchesUpFromTheJournal(t *testing.T) {
 		t.Fatalf("12:00 recorded %q", got)
 	}
 }
+
+// TestStartWaitsForTheJobToBeIdle: a run decided elsewhere (after its
+// upstreams) starts only when the job has no run in progress, and Idle
+// says when to try again.
+func TestStartWaitsForTheJobToBeIdle(t *testing.T) {
+	s, _, _ := setup(t)
+	ctx := context.Background()
+	r := &recorder{block: make(chan struct{}), started: make(chan struct{}, 4)}
+	idle := make(chan string, 4)
+	s.Idle = func(job string) { idle <- job }
+	s.Set(ctx, []scheduler.Job{{Name: "d", Enabled: true, Run: r.run}})
+	if s.Start(ctx, "nope", t0, pbirefresh.After) {
+		t.Fatal("started an unknown job")
+	}
+	if _, err := s.Trigger(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	<-r.started
+	if s.Start(ctx, "d", t0.Add(time.Minute), pbirefresh.After) {
+		t.Fatal("started while the job's previous run is in progress")
+	}
+	close(r.block)
+	if job := <-idle; job != "d" {
+		t.Fatalf("idle %q", job)
+	}
+	if !s.Start(ctx, "d", t0.Add(time.Minute), pbirefresh.After) {
+		t.Fatal("not started once idle")
+	}
+	wait(s)
+	if got := r.got(); len(got) != 2 || got[1] != "09:01 after" {
+		t.Fatalf("%v", got)
+	}
+}

@@ -67,6 +67,10 @@ type Run struct {
 	// Owner is the replica that follows (or followed) the run; empty with
 	// a single process.
 	Owner string `json:"owner,omitempty"`
+	// Upstream and UpstreamRun name the run whose end triggered this one
+	// (kind after), or skipped it.
+	Upstream    string `json:"upstream,omitempty"`
+	UpstreamRun int64  `json:"upstream_run,omitempty"`
 }
 
 // Duration is how long the refresh ran: the service's own times when it

@@ -99,6 +99,9 @@ func TestDaemonReloadAndStop(t *testing.T) {
 	}
 	os.WriteFile(cfg, []byte(demoWith(t, dir, onlySales)), 0o600)
 	cmd, w := startDaemon(t, cfg)
+	// At start-up, the daemon warns once that Sales Model still has its
+	// own Power BI schedule on.
+	w.waitFor(t, 0, 20*time.Second, "the dataset also refreshes on its own Power BI schedule", "job=sales", `builtin="Monday-Friday at 05:00, 17:30 (W. Europe Standard Time)"`)
 	at := w.waitFor(t, 0, 20*time.Second, "refresh started", "job=sales")
 
 	// A bad config is refused; the old one keeps running.

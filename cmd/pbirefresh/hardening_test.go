@@ -393,8 +393,11 @@ func TestEveryRunEndIsLogged(t *testing.T) {
 	_, w := startDaemon(t, cfg, "PBI_WRONG_SECRET=not-the-secret")
 	w.waitFor(t, 0, 30*time.Second, "refresh not started", "job=payroll", "code=PowerBIEntityNotFound", "hint=")
 	w.waitFor(t, 0, 30*time.Second, "refresh not started", "job=badsecret", "code=AADSTS7000215", "hint=")
-	w.waitFor(t, 0, 120*time.Second, "refresh not started", "job=team", "status=quota_exceeded", "hint=")
-	_, page := get(t, "http://"+addr+"/")
+	// The quota's hint names the job's schedule and what it starts in a day.
+	w.waitFor(t, 0, 120*time.Second, "refresh not started", "job=team", "status=quota_exceeded", "hint=", `schedule \"*/2 * * * * *\" starts more than 100 refreshes in 24 hours, more than shared capacity's 8; shared (Pro) capacity allows 8`)
+	_, payroll := get(t, "http://"+addr+"/jobs/payroll")
+	_, badsecret := get(t, "http://"+addr+"/jobs/badsecret")
+	page := payroll + badsecret
 	for _, want := range []string{"fix: the workspace or dataset was not found", "[PowerBIEntityNotFound]", "[AADSTS7000215]", "fix: the client secret is wrong"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)

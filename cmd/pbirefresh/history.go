@@ -108,7 +108,12 @@ func (c *historyCmd) Run(ctx context.Context) error {
 		if replica != "" {
 			owner = "\t" + r.Owner
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s%s\t%s\n", r.Slot.Format("2006-01-02 15:04:05"), r.Job, r.Kind, r.Status, dur, r.RefreshID, owner, detail)
+		kind := string(r.Kind)
+		if r.Upstream != "" {
+			// The upstream run whose end triggered (or skipped) this one.
+			kind = fmt.Sprintf("%s (%s #%d)", kind, r.Upstream, r.UpstreamRun)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s%s\t%s\n", r.Slot.Format("2006-01-02 15:04:05"), r.Job, kind, r.Status, dur, r.RefreshID, owner, detail)
 	}
 	return w.Flush()
 }

@@ -4,12 +4,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/refresh"
 	"github.com/pbirefresh/pbirefresh/scheduler"
 )
@@ -20,11 +18,11 @@ type metrics struct {
 	reg         *prometheus.Registry
 	runs        *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
-	lastSuccess *prometheus.GaugeVec
 	inFlight    prometheus.Gauge
 	requests    *prometheus.CounterVec
 	throttled   prometheus.Counter
 	tokens      *prometheus.CounterVec
+	tokenErrors *prometheus.CounterVec
 	vaultReads  *prometheus.CounterVec
 	notifies    *prometheus.CounterVec
 	takeovers   prometheus.Counter
@@ -72,7 +70,62 @@ func (r *replicaGauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(r.held, prometheus.GaugeValue, h)
 }
 
-func newMetrics(sched func() *scheduler.Scheduler, jobs func() []string, replicas func() (int, bool, bool)) *metrics {
+// healthGauges reports, at scrape time, each job's freshness and whether
+// the daemon is ready.
+type healthGauges struct {
+	lastSuccess, age, staleAfter, stale, failures, ready *prometheus.Desc
+	jobs                                                 func() map[string]fresh
+	isReady                                              func() bool
+}
+
+func newHealthGauges(jobs func() map[string]fresh, ready func() bool) *healthGauges {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &healthGauges{
+		lastSuccess: d("pbirefresh_last_success_timestamp_seconds", "When the job's last completed refresh ended (Unix time).", "job"),
+		age:         d("pbirefresh_last_success_age_seconds", "Seconds since the job's last completed refresh ended (since the daemon first knew the job, if it never succeeded).", "job"),
+		staleAfter:  d("pbirefresh_stale_after_seconds", "The job's stale_after threshold (jobs with one only).", "job"),
+		stale:       d("pbirefresh_job_stale", "1 while the job's last success is older than its stale_after.", "job"),
+		failures:    d("pbirefresh_consecutive_failures", "Runs in a row that ended without success since the last completed one (skipped and missed slots do not count).", "job"),
+		ready:       d("pbirefresh_ready", "1 when /readyz answers 200: config loaded, state database answering and writable, lease held, scheduler running."),
+		jobs:        jobs, isReady: ready,
+	}
+}
+
+func (h *healthGauges) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{h.lastSuccess, h.age, h.staleAfter, h.stale, h.failures, h.ready} {
+		ch <- d
+	}
+}
+
+func (h *healthGauges) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for job, f := range h.jobs() {
+		if !f.LastSuccess.IsZero() {
+			gauge(h.lastSuccess, float64(f.LastSuccess.UnixNano())/1e9, job)
+		}
+		gauge(h.age, f.Age.Seconds(), job)
+		if f.StaleAfter > 0 {
+			gauge(h.staleAfter, f.StaleAfter.Seconds(), job)
+		}
+		stale := 0.0
+		if f.Stale {
+			stale = 1
+		}
+		gauge(h.stale, stale, job)
+		gauge(h.failures, float64(f.Failures), job)
+	}
+	ready := 0.0
+	if h.isReady() {
+		ready = 1
+	}
+	gauge(h.ready, ready)
+}
+
+func newMetrics(sched func() *scheduler.Scheduler, jobs func() []string, replicas func() (int, bool, bool), health *healthGauges) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pbirefresh_runs_total",
@@ -80,8 +133,6 @@ func newMetrics(sched func() *scheduler.Scheduler, jobs func() []string, replica
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pbirefresh_run_duration_seconds",
 			Help:    "Duration of runs that started a refresh, from the POST to the end.",
 			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400}}, []string{"job"}),
-		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pbirefresh_last_success_timestamp_seconds",
-			Help: "When the job's last completed refresh ended (Unix time)."}, []string{"job"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pbirefresh_refreshes_in_flight",
 			Help: "Runs started and not yet ended (including those reattached after a restart)."}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pbirefresh_powerbi_requests_total",
@@ -90,6 +141,8 @@ func newMetrics(sched func() *scheduler.Scheduler, jobs func() []string, replica
 			Help: "Power BI answers 429 Too Many Requests."}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pbirefresh_token_requests_total",
 			Help: "Access tokens obtained from Entra ID, by credential."}, []string{"credential"}),
+		tokenErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pbirefresh_token_failures_total",
+			Help: "Failures to get an access token from Entra ID (or the secret for it), by credential."}, []string{"credential"}),
 		vaultReads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pbirefresh_keyvault_reads_total",
 			Help: "Key Vault secret reads by result (ok, error)."}, []string{"result"}),
 		notifies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pbirefresh_notifications_total",
@@ -102,8 +155,10 @@ func newMetrics(sched func() *scheduler.Scheduler, jobs func() []string, replica
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "pbirefresh_build_info", Help: "Build information.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}})
 	build.Set(1)
-	m.reg.MustRegister(m.runs, m.duration, m.lastSuccess, m.inFlight, m.requests, m.throttled, m.tokens, m.vaultReads, m.notifies, build,
-		m.takeovers, m.leasesLost,
+	m.vaultReads.WithLabelValues("ok")
+	m.vaultReads.WithLabelValues("error")
+	m.reg.MustRegister(m.runs, m.duration, m.inFlight, m.requests, m.throttled, m.tokens, m.tokenErrors, m.vaultReads, m.notifies, build,
+		m.takeovers, m.leasesLost, health,
 		&replicaGauges{alive: prometheus.NewDesc("pbirefresh_replicas_alive", "Replicas whose lease is valid on the database's clock (1 with SQLite state).", nil, nil),
 			held: prometheus.NewDesc("pbirefresh_lease_held", "1 while this replica holds its lease and may claim and post.", nil, nil), state: replicas},
 		&nextRuns{desc: prometheus.NewDesc("pbirefresh_next_run_timestamp_seconds", "When the job fires next (Unix time, jitter included).", []string{"job"}, nil), sched: sched, jobs: jobs},
@@ -136,12 +191,5 @@ func (m *metrics) ended(job string, res refresh.Result) {
 	m.runs.WithLabelValues(job, string(res.Outcome)).Inc()
 	if res.RefreshID != "" && !res.End.IsZero() {
 		m.duration.WithLabelValues(job).Observe(res.End.Sub(res.Start).Seconds())
-	}
-	if res.Outcome == pbirefresh.Completed {
-		end := res.End
-		if end.IsZero() {
-			end = time.Now()
-		}
-		m.lastSuccess.WithLabelValues(job).Set(float64(end.UnixNano()) / 1e9)
 	}
 }

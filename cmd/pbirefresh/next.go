@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/pbirefresh/pbirefresh/configs"
@@ -58,21 +59,41 @@ func (c *nextCmd) Run(context.Context) error {
 		if j == nil {
 			return usageError("no job %q in %s (jobs: %s)", c.job, c.config, cfg.JobNames())
 		}
-		jobs = []*configs.Job{j}
+		// A job that runs only after others is shown under their slots.
+		jobs = append([]*configs.Job{j}, upstreamsOf(cfg, j)...)
 	}
+	deps := dependents(cfg)
 	var list []upcoming
 	for _, j := range jobs {
 		if j.Parsed == nil || !*j.Enabled {
 			continue
 		}
-		at := from
-		for i := 0; i < c.count; i++ {
+		// The 24 hours before each slot are walked too: a slot that is the
+		// ninth refresh in 24 hours is refused on shared capacity.
+		var window []time.Time
+		at := from.Add(-24 * time.Hour)
+		for i := 0; i < c.count; {
 			slot, ok := j.Parsed.Next(at)
 			if !ok {
 				break
 			}
-			list = append(list, upcoming{slot.Time.In(j.Location), j.Name, slot.Note})
 			at = slot.Time
+			window = append(window, at)
+			for at.Sub(window[0]) >= 24*time.Hour {
+				window = window[1:]
+			}
+			if !at.After(from) {
+				continue
+			}
+			i++
+			note := slot.Note
+			if n := len(window); n > sharedDaily && !j.IsDataflow() {
+				note = strings.TrimSpace(note + fmt.Sprintf("  [quota] %d refreshes in the 24 hours up to here: shared capacity allows %d, and refuses the rest", n, sharedDaily))
+			}
+			if len(j.After) > 0 {
+				note = strings.TrimSpace(note + fmt.Sprintf("  if %s completed since its last run (on_upstream: %s)", strings.Join(j.After, ", "), j.OnUpstream))
+			}
+			list = append(list, upcoming{slot.Time.In(j.Location), j.Name, note})
 		}
 	}
 	sort.SliceStable(list, func(a, b int) bool { return list[a].at.Before(list[b].at) })
@@ -82,8 +103,61 @@ func (c *nextCmd) Run(context.Context) error {
 			line += "  " + u.note
 		}
 		fmt.Fprintln(c.stdout, line)
+		c.printDependents(cfg, deps, u.job, "  ", 0)
 	}
 	return nil
+}
+
+// printDependents lists, indented under a job's slot, the jobs that run
+// when it completes (and theirs, in turn).
+func (c *nextCmd) printDependents(cfg *configs.Config, deps map[string][]string, job, indent string, depth int) {
+	if depth > len(cfg.Jobs) {
+		return
+	}
+	for _, d := range deps[job] {
+		j := cfg.Job(d)
+		state := ""
+		if !*j.Enabled {
+			state = ", paused"
+		}
+		fmt.Fprintf(c.stdout, "%s  then %s  (after %s%s)\n", indent, d, strings.Join(j.After, ", "), state)
+		c.printDependents(cfg, deps, d, indent+"  ", depth+1)
+	}
+}
+
+// dependents maps each job to the jobs its completion triggers: those
+// with it in their after list and no schedule.
+func dependents(cfg *configs.Config) map[string][]string {
+	out := map[string][]string{}
+	for _, j := range cfg.Jobs {
+		if j.Parsed != nil {
+			continue
+		}
+		for _, up := range j.After {
+			out[up] = append(out[up], j.Name)
+		}
+	}
+	return out
+}
+
+// upstreamsOf returns the jobs j runs after, directly or not.
+func upstreamsOf(cfg *configs.Config, j *configs.Job) []*configs.Job {
+	seen := map[string]bool{j.Name: true}
+	var out []*configs.Job
+	queue := append([]string(nil), j.After...)
+	for len(queue) > 0 && len(out) <= len(cfg.Jobs) {
+		name := queue[0]
+		queue = queue[1:]
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if u := cfg.Job(name); u != nil {
+			out = append(out, u)
+			queue = append(queue, u.After...)
+		}
+	}
+	return out
 }
 
 func (c *nextCmd) Close() error { return nil }

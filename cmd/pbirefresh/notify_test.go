@@ -101,7 +101,7 @@ func TestRecoveryIsTheFirstSuccessAfterFailures(t *testing.T) {
 		slot := t0.Add(time.Duration(i) * time.Hour)
 		id, _ := st.Begin(ctx, "j", slot, pbirefresh.Scheduled)
 		st.Finish(ctx, id, store.Outcome{Status: outcome, RefreshID: "r", Polls: 1})
-		c.tell(ctx, "j", slot, id, refresh.Result{Outcome: outcome})
+		c.tell(ctx, "j", slot, id, refresh.Result{Outcome: outcome}, false)
 	}
 	step(0, pbirefresh.Completed) // nothing
 	step(1, pbirefresh.Failed)    // failure

@@ -67,8 +67,13 @@ func (c *onceCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ds, opts, pol := jobRequest(job)
+	_, _, pol := jobRequest(job)
+	pol.QuotaHint = quotaHint(job, c.clock.Now)
 	client := c.env.client(job.Credential)
+	t, err := newNames(c.logger, c.clock.Now).of(ctx, job, client, false)
+	if err != nil {
+		return &exitError{exitCannotWork, fmt.Errorf("job %s: %w", job.Name, err)}
+	}
 	var progress refresh.Progress
 	if c.output == "text" && isTerminal(c.stdout) {
 		start := c.clock.Now()
@@ -83,7 +88,12 @@ func (c *onceCmd) Run(ctx context.Context) error {
 			fmt.Fprintf(c.stdout, "\r%-40s elapsed %-10s polls %d ", state, c.clock.Now().Sub(start).Round(time.Second), polls)
 		}
 	}
-	res := client.Run(ctx, ds, opts, pol, progress)
+	var res refresh.Result
+	if t.dataflow != nil {
+		res = client.RunDataflow(ctx, *t.dataflow, refresh.DataflowOptions{NotifyOption: job.NotifyOption}, pol, progress)
+	} else {
+		res = client.Run(ctx, t.dataset, t.opts, pol, progress)
+	}
 	if progress != nil {
 		fmt.Fprintln(c.stdout)
 	}

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -47,7 +48,14 @@ type stateStore interface {
 	Gate() error
 	Runs(ctx context.Context, q store.Query) ([]store.Run, error)
 	RecentDurations(ctx context.Context, n int) (map[string][]time.Duration, error)
+	Freshness(ctx context.Context) (map[string]store.Freshness, error)
 	Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error)
+	// SetChain says which jobs run after which; Finish records what an
+	// end triggers (or skips) in the same transaction.
+	SetChain(c *store.Chain)
+	Waiting(ctx context.Context, job string, ups []string) ([]string, error)
+	Triggered(ctx context.Context) ([]store.Run, error)
+	Claim(ctx context.Context, job string, slot time.Time) (int64, error)
 	// Ping fails when the database does not answer or the last write
 	// failed: /readyz reports it.
 	Ping(ctx context.Context) error
@@ -89,6 +97,18 @@ type runCmd struct {
 	memberMu     sync.Mutex
 	member       context.Context
 	memberCancel context.CancelFunc
+
+	fresh *freshness
+	names *names
+	// builtinChecked: the start-up check of built-in schedules has run.
+	builtinChecked bool
+
+	// chain is the configuration's after links; chainPoke wakes the
+	// dispatcher; changed is closed (and replaced) at every recorded end.
+	chain     *store.Chain
+	chainPoke chan struct{}
+	changedMu sync.Mutex
+	changed   chan struct{}
 
 	// durations holds each job's recent completed durations (newest
 	// first), read from the store once and kept up to date as runs end.
@@ -141,11 +161,20 @@ func (c *runCmd) Run(ctx context.Context) error {
 	if c.durations, err = st.RecentDurations(ctx, recentRuns); err != nil {
 		return err
 	}
+	health, err := st.Freshness(ctx)
+	if err != nil {
+		return err
+	}
+	c.fresh = newFreshness(time.Now, health)
+	c.names = newNames(c.logger, time.Now)
+	c.chainPoke, c.changed = make(chan struct{}, 1), make(chan struct{})
 	c.base = ctx
-	c.metrics = newMetrics(func() *scheduler.Scheduler { return c.sched }, c.jobNames, c.replicaState)
+	c.metrics = newMetrics(func() *scheduler.Scheduler { return c.sched }, c.jobNames, c.replicaState,
+		newHealthGauges(c.fresh.all, func() bool { return len(c.notReady(context.Background())) == 0 }))
 	c.env.secrets.OnRead = c.metrics.vaultRead
 	c.sched = scheduler.New(clock, &journal{stateStore: c.store, m: c.metrics, logger: c.logger}, c.logger)
 	c.sched.MaxInFlight, c.sched.PerKey = cfg.Limits.MaxInFlight, cfg.Limits.PerCredential
+	c.sched.Idle = func(string) { c.chainEnded() }
 	if err := c.apply(ctx, cfg); err != nil {
 		return err
 	}
@@ -156,6 +185,7 @@ func (c *runCmd) Run(ctx context.Context) error {
 		return err
 	}
 	c.adoptOrphans(ctx)
+	go c.dispatchLoop(ctx)
 	if cfg.State.Postgres != nil {
 		go c.takeovers(ctx, cfg.State.Postgres.LeaseTTL.D()/3)
 	}
@@ -171,6 +201,8 @@ func (c *runCmd) Run(ctx context.Context) error {
 	go func() {
 		tick := time.NewTicker(time.Hour)
 		defer tick.Stop()
+		stale := time.NewTicker(15 * time.Second)
+		defer stale.Stop()
 		for {
 			select {
 			case <-ctx.Done():
@@ -179,6 +211,8 @@ func (c *runCmd) Run(ctx context.Context) error {
 				c.reload(ctx)
 			case <-tick.C:
 				c.prune(ctx)
+			case <-stale.C:
+				c.checkStale()
 			}
 		}
 	}()
@@ -191,6 +225,7 @@ func (c *runCmd) Run(ctx context.Context) error {
 		close(c.started)
 	}
 	c.scheduling.Store(true)
+	c.chainEnded() // runs triggered before a restart resume now
 	notifySystemd(daemon.SdNotifyReady)
 	go c.watchdog(ctx)
 	c.sched.Run(ctx)
@@ -255,6 +290,10 @@ func (c *runCmd) startNotifier(ctx context.Context, cfg *configs.Config) error {
 		targets = append(targets, notify.Target{Name: n.Name, Type: n.Type, URL: u, On: on, Timeout: n.Timeout.D(), Retries: *n.Retries})
 	}
 	c.notifier = notify.New(c.env.http, targets, c.logger)
+	for _, t := range targets {
+		c.metrics.notifies.WithLabelValues(t.Name, "sent")
+		c.metrics.notifies.WithLabelValues(t.Name, "failed")
+	}
 	c.notifier.OnResult = func(target string, ok bool) {
 		result := "sent"
 		if !ok {
@@ -267,13 +306,17 @@ func (c *runCmd) startNotifier(ctx context.Context, cfg *configs.Config) error {
 
 // tell sends the notification a finished run deserves: failure, timeout,
 // lost, or recovery (the first success after a run that was not one).
-func (c *runCmd) tell(ctx context.Context, job string, slot time.Time, id int64, res refresh.Result) {
+func (c *runCmd) tell(ctx context.Context, job string, slot time.Time, id int64, res refresh.Result, wasStale bool) {
 	if c.notifier == nil {
 		return
 	}
 	var kind notify.Kind
 	switch res.Outcome {
 	case pbirefresh.Completed:
+		if wasStale {
+			kind = notify.Recovery
+			break
+		}
 		runs, _ := c.store.Runs(ctx, store.Query{Job: job, Limit: 50})
 		for _, r := range runs {
 			if r.ID == id || !r.Status.Result() {
@@ -297,6 +340,21 @@ func (c *runCmd) tell(ctx context.Context, job string, slot time.Time, id int64,
 	}
 	c.notifier.Send(notify.Event{Kind: kind, Job: job, Slot: slot, Status: string(res.Outcome), RefreshID: res.RefreshID,
 		Error: res.Error, Code: res.Code, Hint: res.Hint, Started: res.Start, Ended: res.End, Host: c.host})
+}
+
+// checkStale tells, once per crossing, about jobs whose last success is
+// older than their stale_after.
+func (c *runCmd) checkStale() {
+	for _, job := range c.fresh.newlyStale() {
+		f := c.fresh.get(job)
+		c.logger.Warn("job stale: no successful refresh within stale_after", "job", job, "last_success", f.LastSuccess, "stale_after", f.StaleAfter,
+			"hint", "see the job's recent runs on the status page or with `pbirefresh history --job "+job+"`")
+		if c.notifier != nil {
+			c.notifier.Send(notify.Event{Kind: notify.Stale, Job: job, Status: "stale", Ended: f.LastSuccess, Host: c.host,
+				Error: fmt.Sprintf("no successful refresh for %s (stale_after %s)", f.Age.Round(time.Minute), f.StaleAfter),
+				Hint:  "look at the job's recent runs: `pbirefresh history --job " + job + "`"})
+		}
+	}
 }
 
 // jobNames lists the configured jobs, for metrics.
@@ -367,6 +425,11 @@ func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 		clients[name] = cl
 		name := name
 		cred.OnToken = func() { c.metrics.tokens.WithLabelValues(name).Inc() }
+		cred.OnTokenError = func(error) { c.metrics.tokenErrors.WithLabelValues(name).Inc() }
+		// Known label values start at 0, so increase() and alerts see the
+		// first failure.
+		c.metrics.tokens.WithLabelValues(name)
+		c.metrics.tokenErrors.WithLabelValues(name)
 	}
 	var jobs []scheduler.Job
 	for _, j := range cfg.Jobs {
@@ -387,9 +450,30 @@ func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 	if err := c.sched.Set(ctx, jobs); err != nil {
 		return err
 	}
+	staleAfter := map[string]time.Duration{}
+	for _, j := range cfg.Jobs {
+		staleAfter[j.Name] = 0
+		if j.Effective.StaleAfter != nil {
+			staleAfter[j.Name] = j.Effective.StaleAfter.D()
+		}
+	}
+	c.fresh.configure(staleAfter)
+	chain := buildChain(cfg)
+	c.store.SetChain(chain)
+	keep := map[string]bool{}
+	for _, j := range cfg.Jobs {
+		keep[j.Name] = true
+	}
+	c.names.forget(keep)
 	c.mu.Lock()
-	c.cfg, c.clients = cfg, clients
+	c.cfg, c.clients, c.chain = cfg, clients, chain
 	c.mu.Unlock()
+	go c.names.resolveAll(c.base, cfg.Jobs, clients)
+	if !c.builtinChecked {
+		c.builtinChecked = true
+		go c.checkBuiltin(c.base, cfg, clients)
+	}
+	c.chainEnded() // a reload may have made triggered runs startable, or not
 	return nil
 }
 
@@ -445,15 +529,16 @@ func (c *runCmd) storeFailed(what, job string, err error) {
 
 // policy is a job's refresh policy for one run, with the job's recent
 // durations from the store and a logger that names the job and slot.
-func (c *runCmd) policy(job *configs.Job, slot time.Time, kind pbirefresh.Kind) (refresh.Dataset, refresh.Options, refresh.Policy) {
-	ds, opts, pol := jobRequest(job)
+func (c *runCmd) policy(job *configs.Job, slot time.Time, kind pbirefresh.Kind) refresh.Policy {
+	_, _, pol := jobRequest(job)
 	pol.Claimed = c.claimed
 	pol.Gate = c.store.Gate
 	pol.Logger = c.logger.With("job", job.Name, "slot", slot, "kind", kind)
+	pol.QuotaHint = quotaHint(job, time.Now)
 	c.durMu.Lock()
 	pol.Durations = c.durations[job.Name]
 	c.durMu.Unlock()
-	return ds, opts, pol
+	return pol
 }
 
 // completed adds a completed run's duration to the job's recent ones.
@@ -470,15 +555,34 @@ func (c *runCmd) completed(job string, res refresh.Result) {
 }
 
 // runFunc is one slot of a job: record it, start the refresh, record its
-// id the moment it is known, follow it, record the outcome.
+// id the moment it is known, follow it, record the outcome. A run its
+// upstreams triggered (kind after) was recorded already: it is claimed.
 func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.RunFunc {
 	return func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) error {
 		ctx, stop := c.memberContext(ctx)
 		defer stop()
-		id, err := c.store.Begin(ctx, job.Name, slot, kind)
+		var note string
+		if len(job.After) > 0 && (kind == pbirefresh.Scheduled || kind == pbirefresh.CatchUp) {
+			var ok bool
+			if note, ok = c.upstreamGate(ctx, job, slot, kind); !ok {
+				return nil
+			}
+		}
+		var id int64
+		var err error
+		if kind == pbirefresh.After {
+			id, err = c.store.Claim(ctx, job.Name, slot)
+		} else {
+			id, err = c.store.Begin(ctx, job.Name, slot, kind)
+		}
 		switch {
 		case errors.Is(err, store.ErrDuplicate):
-			c.logger.Debug("slot already recorded; not triggered again", "job", job.Name, "slot", slot)
+			c.logger.Debug("slot already recorded; not triggered again", "job", job.Name, "slot", slot, "kind", kind)
+			return nil
+		case errors.Is(err, store.ErrBusy) && kind == pbirefresh.After:
+			// It stays triggered, and starts when the run in flight (on
+			// another replica) has ended.
+			c.logger.Debug("triggered run waits for the job's run in flight", "job", job.Name, "slot", slot)
 			return nil
 		case errors.Is(err, store.ErrBusy):
 			// With replicas, the job's previous run may be in flight on
@@ -499,17 +603,50 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 		}
 		c.metrics.inFlight.Inc()
 		defer c.metrics.inFlight.Dec()
-		ds, opts, pol := c.policy(job, slot, kind)
+		pol := c.policy(job, slot, kind)
 		persist := context.WithoutCancel(ctx)
 		pol.Started = func(rf refresh.Refresh) {
 			if err := c.store.SetRefresh(persist, id, rf.ID); err != nil && !errors.Is(err, store.ErrNotOwner) && !errors.Is(err, store.ErrFenced) {
 				c.storeFailed("a refresh id could not be recorded", job.Name, err)
 			}
 		}
-		res := client.Run(ctx, ds, opts, pol, nil)
+		res := c.refresh(ctx, job, client, pol)
+		if note != "" {
+			res.Note = strings.TrimSuffix(note+"; "+res.Note, "; ")
+		}
 		c.finish(ctx, job.Name, slot, id, res)
 		return nil
 	}
+}
+
+// refresh resolves the job's names and runs its refresh. When names
+// resolved to ids that are gone (404 before anything started: the dataset
+// was deleted and published again under its name), they are resolved
+// again and the refresh is tried once more.
+func (c *runCmd) refresh(ctx context.Context, job *configs.Job, client *refresh.Client, pol refresh.Policy) refresh.Result {
+	t, err := c.names.of(ctx, job, client, false)
+	if err != nil {
+		return failed(err)
+	}
+	res := t.run(ctx, client, job, pol)
+	if !usesNames(job) || !notFound(res) || ctx.Err() != nil {
+		return res
+	}
+	again, err := c.names.of(ctx, job, client, true)
+	if err != nil {
+		return failed(err)
+	}
+	if again.ids() == t.ids() {
+		return res
+	}
+	pol.Logger.Info("the ids the names resolved to are gone; refreshing under the names resolved again", "was", t.ids(), "now", again.ids())
+	return again.run(ctx, client, job, pol)
+}
+
+// failed is the result of a run that could not start.
+func failed(err error) refresh.Result {
+	now := time.Now()
+	return refresh.Result{Outcome: pbirefresh.Error, Start: now, End: now, Err: err, Error: err.Error(), Hint: pbirefresh.Hint(err)}
 }
 
 // finish records an outcome, unless shutdown interrupted the run: then the
@@ -528,9 +665,11 @@ func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int6
 	case err != nil:
 		c.storeFailed("a run's outcome could not be recorded", job, err)
 	}
+	c.chainEnded()
 	c.completed(job, res)
 	c.metrics.ended(job, res)
-	c.tell(context.WithoutCancel(ctx), job, slot, id, res)
+	wasStale := c.fresh.ended(job, res.Outcome, res.End)
+	c.tell(context.WithoutCancel(ctx), job, slot, id, res, wasStale)
 }
 
 // adoptOrphans takes over the runs in flight that no live process follows
@@ -557,13 +696,14 @@ func (c *runCmd) adoptOrphans(ctx context.Context) {
 		job := cfg.Job(r.Job)
 		if job == nil {
 			c.store.Finish(persist, r.ID, store.Outcome{Status: pbirefresh.Error, Error: "the job is no longer in the configuration", Hint: "its refresh, if any, was not followed"})
+			c.chainEnded()
 			continue
 		}
 		if r.Owner != "" && r.Owner != c.store.Self() {
 			c.logger.Info("took over a run", "job", r.Job, "slot", r.Slot, "from", r.Owner, "refresh_id", r.RefreshID)
 		}
 		client := clients[job.Credential]
-		ds, opts, pol := c.policy(job, r.Slot, r.Kind)
+		pol := c.policy(job, r.Slot, r.Kind)
 		release := c.sched.Hold(r.Job)
 		c.wg.Add(1)
 		c.metrics.inFlight.Inc()
@@ -573,17 +713,29 @@ func (c *runCmd) adoptOrphans(ctx context.Context) {
 			defer c.metrics.inFlight.Dec()
 			ctx, stop := c.memberContext(ctx)
 			defer stop()
-			rf := refresh.Refresh{Dataset: ds, ID: r.RefreshID, Enhanced: opts.Enhanced, Posted: r.Posted}
+			// A job that gives names is followed under the ids they resolve
+			// to now: a dataset recreated under its name while the daemon
+			// was down is not followed (its refresh ends as lost).
+			t, err := c.names.of(ctx, job, client, false)
+			if err != nil {
+				if ctx.Err() == nil {
+					c.finish(ctx, r.Job, r.Slot, r.ID, failed(fmt.Errorf("could not resolve the names to settle an interrupted run: %w", err)))
+				}
+				return
+			}
+			refreshID := r.RefreshID
 			if r.Status == pbirefresh.Pending {
-				found, err := client.FindStarted(ctx, ds, r.Posted, pol)
+				found, err := t.findStarted(ctx, client, r.Posted, pol)
 				if err != nil {
 					if ctx.Err() == nil {
 						c.store.Finish(persist, r.ID, store.Outcome{Status: pbirefresh.Error, Error: "could not settle an interrupted run: " + err.Error(), Hint: pbirefresh.Hint(err)})
+						c.chainEnded()
 					}
 					return
 				}
 				if found == "" {
 					c.store.Finish(persist, r.ID, store.Outcome{Status: pbirefresh.Error, Error: "interrupted before Power BI started a refresh", Hint: "nothing to do: the next slot runs as usual"})
+					c.chainEnded()
 					c.logger.Info("interrupted run had not started a refresh", "job", r.Job, "slot", r.Slot)
 					return
 				}
@@ -591,10 +743,10 @@ func (c *runCmd) adoptOrphans(ctx context.Context) {
 					c.logger.Warn("record the refresh of an interrupted run", "job", r.Job, "error", err)
 					return
 				}
-				rf.ID = found
+				refreshID = found
 				c.logger.Info("interrupted run's refresh found in the history", "job", r.Job, "slot", r.Slot, "refresh_id", found)
 			}
-			res := client.Follow(ctx, rf, pol)
+			res := t.follow(ctx, client, refreshID, r.Posted, pol)
 			c.finish(ctx, r.Job, r.Slot, r.ID, res)
 		}(r)
 	}

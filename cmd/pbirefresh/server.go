@@ -75,6 +75,7 @@ func (c *runCmd) startHTTP(cfg *configs.Config) error {
 		c.runNow(w, r)
 	})
 	mux.Handle("GET /{$}", h.reading(http.HandlerFunc(c.statusPage)))
+	mux.Handle("GET /jobs/{name}", h.reading(http.HandlerFunc(c.jobPage)))
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return &exitError{exitCannotWork, pbirefresh.WithHint(fmt.Errorf("listen on %s: %w", cfg.HTTP.Listen, err), "another process holds the port: change http.listen, or set it to off")}
@@ -314,47 +315,128 @@ func (c *runCmd) runNow(w http.ResponseWriter, r *http.Request) {
 
 // jobView is a job as the API and the status page show it.
 type jobView struct {
-	Name       string            `json:"name"`
-	Schedule   string            `json:"schedule,omitempty"`
-	Timezone   string            `json:"timezone"`
-	Enabled    bool              `json:"enabled"`
-	Refresh    string            `json:"refresh"` // enhanced | classic
+	Name     string `json:"name"`
+	Schedule string `json:"schedule,omitempty"`
+	Timezone string `json:"timezone"`
+	Enabled  bool   `json:"enabled"`
+	Refresh  string `json:"refresh"` // enhanced | classic | dataflow
+	// What it refreshes: the ids, and the names the job gives instead
+	// (with the ids they resolved to; NameError while they do not).
+	Workspace   string `json:"workspace,omitempty"`
+	WorkspaceID string `json:"workspace_id,omitempty"`
+	Dataset     string `json:"dataset,omitempty"`
+	DatasetID   string `json:"dataset_id,omitempty"`
+	DataflowID  string `json:"dataflow_id,omitempty"`
+	NameError   string `json:"name_error,omitempty"`
+	// The chain: the jobs this one runs after, and the jobs that run when
+	// it completes.
+	After      []string          `json:"after,omitempty"`
+	OnUpstream string            `json:"on_upstream,omitempty"`
+	Dependents []string          `json:"dependents,omitempty"`
 	NextRun    *time.Time        `json:"next_run,omitempty"`
 	NextNote   string            `json:"next_note,omitempty"`
 	LastStatus pbirefresh.Status `json:"last_status,omitempty"`
-	Recent     []store.Run       `json:"recent,omitempty"`
+	// LastSuccess is when the last completed refresh ended; Age, in
+	// seconds, is since then (since the daemon first knew the job, if it
+	// never succeeded); Stale compares it with StaleAfter (seconds; 0:
+	// none).
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	Age         float64    `json:"last_success_age_seconds"`
+	StaleAfter  float64    `json:"stale_after_seconds,omitempty"`
+	Stale       bool       `json:"stale"`
+	Failures    int        `json:"consecutive_failures"`
+	// LastError is the last failed run's error in a few words.
+	LastError string      `json:"last_error,omitempty"`
+	Recent    []store.Run `json:"recent,omitempty"`
+}
+
+// short cuts an error to a few words for an overview.
+func short(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func (c *runCmd) jobViews(ctx context.Context, recent int) ([]jobView, error) {
 	c.mu.Lock()
 	cfg := c.cfg
 	c.mu.Unlock()
-	var out []jobView
+	out := make([]jobView, 0, len(cfg.Jobs))
+	deps := dependents(cfg)
 	for _, j := range cfg.Jobs {
-		v := jobView{Name: j.Name, Schedule: j.Schedule, Timezone: j.Effective.Timezone, Enabled: *j.Enabled, Refresh: "classic"}
-		if j.Refresh != nil {
-			v.Refresh = "enhanced"
-		}
-		if slot, at, ok := c.sched.Next(j.Name); ok {
-			t := at.In(j.Location)
-			v.NextRun, v.NextNote = &t, slot.Note
-		}
-		runs, err := c.store.Runs(ctx, store.Query{Job: j.Name, Limit: recent})
+		v, err := c.jobView(ctx, j, recent, deps[j.Name])
 		if err != nil {
 			return nil, err
-		}
-		v.Recent = runs
-		// The last result is the last run that tried: skipped and missed
-		// slots are decisions, not results.
-		for _, r := range runs {
-			if r.Status.Result() {
-				v.LastStatus = r.Status
-				break
-			}
 		}
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// jobView is one job as the API and the pages show it, with its recent
+// runs, newest first.
+func (c *runCmd) jobView(ctx context.Context, j *configs.Job, recent int, deps []string) (jobView, error) {
+	v := jobView{Name: j.Name, Schedule: j.Schedule, Timezone: j.Effective.Timezone, Enabled: *j.Enabled, Refresh: "classic",
+		Workspace: j.Workspace, WorkspaceID: j.WorkspaceID, Dataset: j.Dataset, DatasetID: j.DatasetID, DataflowID: j.DataflowID,
+		After: j.After, Dependents: deps}
+	switch {
+	case j.IsDataflow():
+		v.Refresh = "dataflow"
+	case j.Refresh != nil:
+		v.Refresh = "enhanced"
+	}
+	if len(j.After) > 0 && j.Parsed != nil {
+		v.OnUpstream = string(j.OnUpstream)
+	}
+	if usesNames(j) {
+		ws, item, err := c.names.peek(j)
+		v.WorkspaceID, v.DatasetID = ws, item
+		if j.Dataset == "" {
+			v.DatasetID = j.DatasetID
+		}
+		if err != nil {
+			v.NameError = err.Error()
+		}
+	}
+	if slot, at, ok := c.sched.Next(j.Name); ok {
+		t := at.In(j.Location)
+		v.NextRun, v.NextNote = &t, slot.Note
+	}
+	runs, err := c.store.Runs(ctx, store.Query{Job: j.Name, Limit: recent})
+	if err != nil {
+		return v, err
+	}
+	v.Recent = runs
+	// The last result is the last run that tried: skipped and missed
+	// slots are decisions, not results.
+	for _, r := range runs {
+		if r.Status.Result() {
+			v.LastStatus = r.Status
+			break
+		}
+	}
+	for _, r := range runs {
+		if r.Status.Failure() {
+			msg := r.Error
+			if r.Code != "" {
+				msg = r.Code + ": " + msg
+			}
+			v.LastError = short(msg, 120)
+			break
+		}
+	}
+	f := c.fresh.get(j.Name)
+	if !f.LastSuccess.IsZero() {
+		t := f.LastSuccess
+		v.LastSuccess = &t
+	}
+	v.Age, v.StaleAfter, v.Stale, v.Failures = f.Age.Seconds(), f.StaleAfter.Seconds(), f.Stale, f.Failures
+	return v, nil
 }
 
 func (c *runCmd) apiJobs(w http.ResponseWriter, r *http.Request) {

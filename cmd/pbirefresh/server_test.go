@@ -171,8 +171,10 @@ func TestHTTPServerMetricsAPIAndStatusPage(t *testing.T) {
 	w.waitFor(t, 0, 20*time.Second, "run fired", "job=adhoc", "kind=manual")
 
 	// The status page.
+	// The status page: the overview links each job's page, which has the
+	// chart.
 	code, page := get(t, base+"/")
-	if code != 200 || !strings.Contains(page, `id="job-sales"`) || !strings.Contains(page, `<svg class="chart"`) || !strings.Contains(page, "viewport") {
+	if code != 200 || !strings.Contains(page, `id="job-sales"`) || !strings.Contains(page, `href="/jobs/sales"`) || !strings.Contains(page, "viewport") {
 		t.Fatalf("status page: %d %.300s", code, page)
 	}
 	for _, j := range []string{"finance", "inventory", "team", "payroll", "forecast", "adhoc"} {
@@ -180,6 +182,11 @@ func TestHTTPServerMetricsAPIAndStatusPage(t *testing.T) {
 			t.Errorf("status page lacks job %s", j)
 		}
 	}
+	code, salesPage := get(t, base+"/jobs/sales")
+	if code != 200 || !strings.Contains(salesPage, `id="job-sales"`) || !strings.Contains(salesPage, `<svg class="chart"`) {
+		t.Fatalf("sales's page: %d %.300s", code, salesPage)
+	}
+	page += salesPage // covered by the no-secrets check
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	w.waitFor(t, 0, 30*time.Second, "stopped")

@@ -1,12 +1,15 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,7 +55,21 @@ var migrations = []string{
 	CREATE INDEX pbirefresh_runs_owner_in_flight ON pbirefresh_runs (owner) WHERE status IN ('pending', 'running');
 	CREATE INDEX pbirefresh_runs_by_slot ON pbirefresh_runs (slot, id);
 	CREATE INDEX pbirefresh_runs_refresh ON pbirefresh_runs (refresh_id) WHERE refresh_id <> '';`,
+	// Version 2: chains. queued (when a run was decided to run) and done
+	// (when it completed) are on the database's clock, so replicas with
+	// skewed clocks compare them safely; upstream and upstream_run name the
+	// run whose end triggered or skipped a run.
+	`ALTER TABLE pbirefresh_runs ADD COLUMN queued bigint NOT NULL DEFAULT 0,
+		ADD COLUMN done bigint NOT NULL DEFAULT 0,
+		ADD COLUMN upstream text NOT NULL DEFAULT '',
+		ADD COLUMN upstream_run bigint NOT NULL DEFAULT 0;
+	UPDATE pbirefresh_runs SET queued = posted, done = CASE WHEN status = 'completed' THEN ended ELSE 0 END;
+	CREATE INDEX pbirefresh_runs_triggered ON pbirefresh_runs (id) WHERE status = 'triggered';`,
 }
+
+// dbNow is the database's clock in Unix nanoseconds (microsecond
+// precision), read when the statement runs, not when its transaction began.
+const dbNow = `((extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1000)`
 
 // Replica names this process when it joins as a replica.
 type Replica struct {
@@ -94,6 +111,7 @@ type Store struct {
 	url  string
 
 	member *membership // nil when read-only
+	chain  atomic.Pointer[store.Chain]
 	closed chan struct{}
 	wg     sync.WaitGroup
 }
@@ -320,8 +338,9 @@ func (s *Store) insert(ctx context.Context, job string, slot time.Time, kind pbi
 		return 0, err
 	}
 	var id int64
-	err := s.pool.QueryRow(ctx, `INSERT INTO pbirefresh_runs (job, slot, kind, status, posted, ended, note, owner)
-		SELECT @job, @slot, @kind, @status, @posted, @ended, @note, @owner WHERE `+leaseHeld+` RETURNING id`,
+	err := s.pool.QueryRow(ctx, `INSERT INTO pbirefresh_runs (job, slot, kind, status, posted, ended, note, owner, queued)
+		SELECT @job, @slot, @kind, @status, @posted, @ended, @note, @owner, CASE WHEN @status = 'pending' THEN `+dbNow+` ELSE 0 END
+		WHERE `+leaseHeld+` RETURNING id`,
 		pgx.NamedArgs{"job": job, "slot": nanos(slot), "kind": string(kind), "status": string(status), "posted": nanos(posted),
 			"ended": nanos(ended), "note": note, "owner": s.self()}).Scan(&id)
 	switch {
@@ -394,13 +413,36 @@ func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) erro
 		pgx.NamedArgs{"refresh": refreshID, "id": id})
 }
 
-// Finish writes a run's outcome.
+// finishSQL writes a run's outcome if this replica owns the run.
+const finishSQL = `UPDATE pbirefresh_runs SET status = @status, refresh_id = CASE WHEN @refresh = '' THEN refresh_id ELSE @refresh END,
+	ended = @ended, polls = polls + @polls, error = @error, code = @code, hint = @hint, note = @note,
+	service_start = @sstart, service_end = @send, done = CASE WHEN @status = 'completed' THEN ` + dbNow + ` ELSE 0 END WHERE id = @id`
+
+// Finish writes a run's outcome and, in the same transaction, what it
+// means for the jobs that run after this one (see SetChain).
 func (s *Store) Finish(ctx context.Context, id int64, o store.Outcome) error {
-	return s.owned(ctx, `UPDATE pbirefresh_runs SET status = @status, refresh_id = CASE WHEN @refresh = '' THEN refresh_id ELSE @refresh END,
-		ended = @ended, polls = polls + @polls, error = @error, code = @code, hint = @hint, note = @note,
-		service_start = @sstart, service_end = @send WHERE id = @id`,
-		pgx.NamedArgs{"status": string(o.Status), "refresh": o.RefreshID, "ended": nanos(s.now()), "polls": o.Polls, "error": o.Error,
-			"code": o.Code, "hint": o.Hint, "note": o.Note, "sstart": nanos(o.ServiceStart), "send": nanos(o.ServiceEnd), "id": id})
+	args := pgx.NamedArgs{"status": string(o.Status), "refresh": o.RefreshID, "ended": nanos(s.now()), "polls": o.Polls, "error": o.Error,
+		"code": o.Code, "hint": o.Hint, "note": o.Note, "sstart": nanos(o.ServiceStart), "send": nanos(o.ServiceEnd), "id": id}
+	chain := s.chain.Load()
+	if chain.Empty() {
+		return s.owned(ctx, finishSQL, args)
+	}
+	if err := s.Gate(); err != nil {
+		return err
+	}
+	args["owner"] = s.self()
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var job string
+		var slot int64
+		err := tx.QueryRow(ctx, finishSQL+` AND owner = @owner AND `+leaseHeld+` RETURNING job, slot`, args).Scan(&job, &slot)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.ErrNotOwner
+		}
+		if err != nil {
+			return err
+		}
+		return chain.Step(ctx, chainTx{tx, s.now()}, job, fromNanos(slot), id, o.Status)
+	})
 }
 
 // Claimed reports whether some run records this refresh id.
@@ -423,52 +465,80 @@ func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, erro
 	return fromNanos(*n), true, nil
 }
 
-const columns = `id, job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note, code, service_start, service_end, owner`
+const columns = `id, job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note, code, service_start, service_end, owner, upstream, upstream_run`
 
 func scanRuns(rows pgx.Rows) ([]store.Run, error) {
 	defer rows.Close()
 	var out []store.Run
 	for rows.Next() {
-		var r store.Run
-		var slot, posted, ended, sstart, send int64
-		var kind, status string
-		if err := rows.Scan(&r.ID, &r.Job, &slot, &kind, &status, &r.RefreshID, &posted, &ended, &r.Polls, &r.Error, &r.Hint, &r.Note, &r.Code, &sstart, &send, &r.Owner); err != nil {
+		r, err := scanRun(rows)
+		if err != nil {
 			return nil, err
 		}
-		r.Kind, r.Status = pbirefresh.Kind(kind), pbirefresh.Status(status)
-		r.Slot, r.Posted, r.Ended = fromNanos(slot), fromNanos(posted), fromNanos(ended)
-		r.ServiceStart, r.ServiceEnd = fromNanos(sstart), fromNanos(send)
 		out = append(out, r)
 	}
 	return out, rows.Err()
 }
 
+// scanRun reads one row of columns, then extra.
+func scanRun(rows pgx.Rows, extra ...any) (store.Run, error) {
+	var r store.Run
+	var slot, posted, ended, sstart, send int64
+	var kind, status string
+	dest := append([]any{&r.ID, &r.Job, &slot, &kind, &status, &r.RefreshID, &posted, &ended, &r.Polls, &r.Error, &r.Hint, &r.Note, &r.Code,
+		&sstart, &send, &r.Owner, &r.Upstream, &r.UpstreamRun}, extra...)
+	if err := rows.Scan(dest...); err != nil {
+		return r, err
+	}
+	r.Kind, r.Status = pbirefresh.Kind(kind), pbirefresh.Status(status)
+	r.Slot, r.Posted, r.Ended = fromNanos(slot), fromNanos(posted), fromNanos(ended)
+	r.ServiceStart, r.ServiceEnd = fromNanos(sstart), fromNanos(send)
+	return r, nil
+}
+
 // Adopt takes over, for this replica, the runs in flight whose owner's
 // lease has expired (on the database's clock), a batch at a time; other
-// replicas adopting at once take other runs (SKIP LOCKED).
+// replicas adopting at once take other runs (SKIP LOCKED). Each run's
+// Owner is the replica it was taken from (the log names it).
 func (s *Store) Adopt(ctx context.Context) ([]store.Run, error) {
 	if err := s.Gate(); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `UPDATE pbirefresh_runs SET owner = @owner WHERE id IN (
-			SELECT r.id FROM pbirefresh_runs r LEFT JOIN pbirefresh_replicas p ON p.id = r.owner
+	rows, err := s.pool.Query(ctx, `WITH orphans AS (
+			SELECT r.id, r.owner AS was FROM pbirefresh_runs r LEFT JOIN pbirefresh_replicas p ON p.id = r.owner
 			WHERE r.status IN ('pending', 'running') AND r.owner <> @owner AND (p.id IS NULL OR p.expires_at <= now())
 			ORDER BY r.id LIMIT 500 FOR UPDATE OF r SKIP LOCKED)
-		AND `+leaseHeld+` RETURNING `+columns, pgx.NamedArgs{"owner": s.self()})
+		UPDATE pbirefresh_runs u SET owner = @owner FROM orphans WHERE u.id = orphans.id
+		AND `+leaseHeld+` RETURNING `+prefixed("u.", columns)+`, orphans.was`, pgx.NamedArgs{"owner": s.self()})
 	if err != nil {
 		return nil, err
 	}
-	runs, err := scanRuns(rows)
-	if err != nil {
+	defer rows.Close()
+	var runs []store.Run
+	for rows.Next() {
+		var was string
+		r, err := scanRun(rows, &was)
+		if err != nil {
+			return nil, err
+		}
+		r.Owner = was
+		runs = append(runs, r)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	// RETURNING gives the rows in no particular order: oldest first.
-	for i := 1; i < len(runs); i++ {
-		for k := i; k > 0 && runs[k].ID < runs[k-1].ID; k-- {
-			runs[k], runs[k-1] = runs[k-1], runs[k]
-		}
-	}
+	slices.SortFunc(runs, func(a, b store.Run) int { return cmp.Compare(a.ID, b.ID) })
 	return runs, nil
+}
+
+// prefixed qualifies each column of a select list.
+func prefixed(p, list string) string {
+	cols := strings.Split(list, ", ")
+	for i, c := range cols {
+		cols[i] = p + c
+	}
+	return strings.Join(cols, ", ")
 }
 
 // Runs returns one page of runs, newest slot first.
@@ -519,7 +589,7 @@ func (s *Store) Prune(ctx context.Context, keep int, maxAge time.Duration) (int6
 	if err := s.Gate(); err != nil {
 		return 0, err
 	}
-	tag, err := s.pool.Exec(ctx, `DELETE FROM pbirefresh_runs WHERE status NOT IN ('pending', 'running') AND id IN (
+	tag, err := s.pool.Exec(ctx, `DELETE FROM pbirefresh_runs WHERE status NOT IN ('triggered', 'pending', 'running') AND id IN (
 		SELECT id FROM (SELECT id, slot, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn FROM pbirefresh_runs) ranked
 		WHERE rn > $1 OR slot < $2)`, keep, nanos(s.now().Add(-maxAge)))
 	if err != nil {
@@ -570,10 +640,17 @@ func (s *Store) Copy(ctx context.Context, runs []store.Run) (int, error) {
 	added := 0
 	batch := &pgx.Batch{}
 	for _, r := range runs {
-		batch.Queue(`INSERT INTO pbirefresh_runs (job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note, code, service_start, service_end, owner)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, '') ON CONFLICT DO NOTHING`,
+		// queued and done come from the other store's clock: close enough
+		// for history, and only compared with runs recorded later.
+		done := int64(0)
+		if r.Status == pbirefresh.Completed {
+			done = nanos(r.Ended)
+		}
+		batch.Queue(`INSERT INTO pbirefresh_runs (job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note, code, service_start, service_end, owner,
+				upstream, upstream_run, queued, done)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, '', $15, $16, $6, $17) ON CONFLICT DO NOTHING`,
 			r.Job, nanos(r.Slot), string(r.Kind), string(r.Status), r.RefreshID, nanos(r.Posted), nanos(r.Ended), r.Polls, r.Error, r.Hint, r.Note, r.Code,
-			nanos(r.ServiceStart), nanos(r.ServiceEnd))
+			nanos(r.ServiceStart), nanos(r.ServiceEnd), r.Upstream, r.UpstreamRun, done)
 	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -616,7 +693,7 @@ func (s *Store) Freshness(ctx context.Context) (map[string]store.Freshness, erro
 	rows.Close()
 	rows, err = s.pool.Query(ctx, `SELECT r.job, count(*) FROM pbirefresh_runs r
 		LEFT JOIN (SELECT job, max(slot) AS slot FROM pbirefresh_runs WHERE status = 'completed' GROUP BY job) last ON last.job = r.job
-		WHERE r.status NOT IN ('pending', 'running', 'skipped', 'missed', 'completed') AND r.slot > COALESCE(last.slot, -1)
+		WHERE r.status NOT IN ('triggered', 'pending', 'running', 'skipped', 'missed', 'completed') AND r.slot > COALESCE(last.slot, -1)
 		GROUP BY r.job`)
 	if err != nil {
 		return nil, err

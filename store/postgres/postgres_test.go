@@ -114,8 +114,12 @@ func TestTakeoverAndFencing(t *testing.T) {
 		t.Fatalf("Begin after the lease expired: %v", err)
 	}
 	got, err := b.Adopt(ctx)
-	if err != nil || len(got) != 1 || got[0].ID != id || got[0].Owner != b.Self() || got[0].RefreshID != "r-1" {
+	// Adopt names the replica each run was taken from.
+	if err != nil || len(got) != 1 || got[0].ID != id || got[0].Owner != first || got[0].RefreshID != "r-1" {
 		t.Fatalf("adopt: %+v %v", got, err)
+	}
+	if runs, _ := b.Runs(ctx, store.Query{Job: "sales"}); len(runs) != 1 || runs[0].Owner != b.Self() {
+		t.Fatalf("owner after adoption: %+v", runs)
 	}
 	if again, _ := b.Adopt(ctx); len(again) != 0 {
 		t.Fatalf("adopted twice: %+v", again)

@@ -55,6 +55,14 @@ var migrations = []string{
 		started INTEGER NOT NULL
 	);
 	PRAGMA application_id = ` + fmt.Sprint(applicationID) + `;`,
+	// Version 3: chains. queued is when a run was decided to run (its
+	// upstreams are compared with it); upstream and upstream_run name the
+	// run whose end triggered or skipped it.
+	`ALTER TABLE runs ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE runs ADD COLUMN upstream TEXT NOT NULL DEFAULT '';
+	ALTER TABLE runs ADD COLUMN upstream_run INTEGER NOT NULL DEFAULT 0;
+	UPDATE runs SET queued = posted;
+	CREATE INDEX runs_triggered ON runs (id) WHERE status = 'triggered';`,
 }
 
 // Holder names the daemon that writes a state file; another daemon
@@ -96,6 +104,7 @@ type Store struct {
 	opsClosed bool
 	ops       chan op // writes for the committer
 	adopted   atomic.Bool
+	chain     atomic.Pointer[store.Chain]
 	daemon    *Holder
 	stopped   chan struct{} // closed when the committer has ended
 	closeOnce sync.Once
@@ -228,10 +237,11 @@ func (s *Store) openWriter(ctx context.Context, h Holder) error {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&s.begin, `INSERT INTO runs (job, slot, kind, status, posted, ended, note) VALUES (?, ?, ?, ?, ?, ?, ?)`},
+		{&s.begin, `INSERT INTO runs (job, slot, kind, status, posted, ended, note, queued) VALUES (?, ?, ?, ?, ?, ?, ?, ?5)`},
 		{&s.setRefresh, `UPDATE runs SET refresh_id = ?, status = ? WHERE id = ?`},
 		{&s.finish, `UPDATE runs SET status = ?, refresh_id = CASE WHEN ? = '' THEN refresh_id ELSE ? END,
-			ended = ?, polls = polls + ?, error = ?, code = ?, hint = ?, note = ?, service_start = ?, service_end = ? WHERE id = ?`},
+			ended = ?, polls = polls + ?, error = ?, code = ?, hint = ?, note = ?, service_start = ?, service_end = ? WHERE id = ?
+			RETURNING job, slot`},
 	} {
 		if *p.stmt, err = s.conn.PrepareContext(ctx, p.sql); err != nil {
 			return classify(s.path, err)
@@ -455,17 +465,44 @@ func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) erro
 	})
 }
 
-// Finish writes a run's outcome.
+// Finish writes a run's outcome and, in the same transaction, what it
+// means for the jobs that run after this one (see SetChain).
 func (s *Store) Finish(ctx context.Context, id int64, o store.Outcome) error {
 	if s.w == nil {
 		return errReadOnly
 	}
 	now := s.now()
+	chain := s.chain.Load()
 	return s.submit(ctx, false, func(ctx context.Context, c *sql.Conn) error {
-		_, err := s.finish.ExecContext(ctx, string(o.Status), o.RefreshID, o.RefreshID, nanos(now), o.Polls, o.Error, o.Code, o.Hint, o.Note,
-			nanos(o.ServiceStart), nanos(o.ServiceEnd), id)
-		return err
+		return s.savepoint(ctx, c, func() error {
+			var job string
+			var slot int64
+			err := s.finish.QueryRowContext(ctx, string(o.Status), o.RefreshID, o.RefreshID, nanos(now), o.Polls, o.Error, o.Code, o.Hint, o.Note,
+				nanos(o.ServiceStart), nanos(o.ServiceEnd), id).Scan(&job, &slot)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil // pruned, or never recorded: nothing to chain
+			}
+			if err != nil {
+				return err
+			}
+			return chain.Step(ctx, chainTx{s, c, now}, job, fromNanos(slot), id, o.Status)
+		})
 	})
+}
+
+// savepoint runs f so that its writes commit all or not at all, whatever
+// the other writes of the batch do.
+func (s *Store) savepoint(ctx context.Context, c *sql.Conn, f func() error) error {
+	if _, err := c.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+		return err
+	}
+	if err := f(); err != nil {
+		c.ExecContext(ctx, `ROLLBACK TO op`)
+		c.ExecContext(ctx, `RELEASE op`)
+		return err
+	}
+	_, err := c.ExecContext(ctx, `RELEASE op`)
+	return err
 }
 
 // Claimed reports whether some run records this refresh id.
@@ -493,9 +530,12 @@ func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, erro
 // columns is the select list; files of the first schema lack three
 // columns, which read as empty.
 func (s *Store) columns() string {
-	extra := `code, service_start, service_end`
-	if s.version < 2 {
-		extra = `'', 0, 0`
+	extra := `code, service_start, service_end, upstream, upstream_run`
+	switch {
+	case s.version < 2:
+		extra = `'', 0, 0, '', 0`
+	case s.version < 3:
+		extra = `code, service_start, service_end, '', 0`
 	}
 	return `id, job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note, ` + extra
 }
@@ -507,7 +547,7 @@ func scanRuns(rows *sql.Rows) ([]store.Run, error) {
 		var r store.Run
 		var slot, posted, ended, sstart, send int64
 		var kind, status string
-		if err := rows.Scan(&r.ID, &r.Job, &slot, &kind, &status, &r.RefreshID, &posted, &ended, &r.Polls, &r.Error, &r.Hint, &r.Note, &r.Code, &sstart, &send); err != nil {
+		if err := rows.Scan(&r.ID, &r.Job, &slot, &kind, &status, &r.RefreshID, &posted, &ended, &r.Polls, &r.Error, &r.Hint, &r.Note, &r.Code, &sstart, &send, &r.Upstream, &r.UpstreamRun); err != nil {
 			return nil, err
 		}
 		r.Kind, r.Status = pbirefresh.Kind(kind), pbirefresh.Status(status)
@@ -620,9 +660,9 @@ func (s *Store) Prune(ctx context.Context, keep int, maxAge time.Duration) (int6
 	cutoff := nanos(s.now().Add(-maxAge))
 	var n int64
 	err := s.submit(ctx, true, func(ctx context.Context, c *sql.Conn) error {
-		res, err := c.ExecContext(ctx, `DELETE FROM runs WHERE status NOT IN (?, ?) AND id IN (
+		res, err := c.ExecContext(ctx, `DELETE FROM runs WHERE status NOT IN (?, ?, ?) AND id IN (
 			SELECT id FROM (SELECT id, slot, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn FROM runs)
-			WHERE rn > ? OR slot < ?)`, string(pbirefresh.Pending), string(pbirefresh.Running), keep, cutoff)
+			WHERE rn > ? OR slot < ?)`, string(pbirefresh.Pending), string(pbirefresh.Running), string(pbirefresh.Triggered), keep, cutoff)
 		if err == nil {
 			n, err = res.RowsAffected()
 		}
@@ -652,7 +692,7 @@ func (s *Store) Freshness(ctx context.Context) (map[string]store.Freshness, erro
 	rows.Close()
 	rows, err = s.direct().QueryContext(ctx, `SELECT r.job, count(*) FROM runs r
 		LEFT JOIN (SELECT job, max(slot) AS slot FROM runs WHERE status = 'completed' GROUP BY job) last ON last.job = r.job
-		WHERE r.status NOT IN ('pending', 'running', 'skipped', 'missed', 'completed') AND r.slot > COALESCE(last.slot, -1)
+		WHERE r.status NOT IN ('triggered', 'pending', 'running', 'skipped', 'missed', 'completed') AND r.slot > COALESCE(last.slot, -1)
 		GROUP BY r.job`)
 	if err != nil {
 		return nil, err

@@ -31,6 +31,10 @@ type Store interface {
 	RecentDurations(ctx context.Context, n int) (map[string][]time.Duration, error)
 	Freshness(ctx context.Context) (map[string]store.Freshness, error)
 	Prune(ctx context.Context, keep int, maxAge time.Duration) (int64, error)
+	SetChain(c *store.Chain)
+	Waiting(ctx context.Context, job string, ups []string) ([]string, error)
+	Triggered(ctx context.Context) ([]store.Run, error)
+	Claim(ctx context.Context, job string, slot time.Time) (int64, error)
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -57,6 +61,8 @@ func Run(t *testing.T, open Opener) {
 		{"Durations", durations},
 		{"Freshness", freshness},
 		{"Prune", prune},
+		{"Chain", chain},
+		{"ChainDiamondRace", diamondRace},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
 	}
@@ -352,5 +358,179 @@ func freshness(t *testing.T, open Opener) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("freshness %v, want %v", got, want)
+	}
+}
+
+// ticking is a clock that moves a millisecond at every reading.
+func ticking() func() time.Time {
+	var mu sync.Mutex
+	now := T0
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(time.Millisecond)
+		return now
+	}
+}
+
+// testChain: a and b feed d (a diamond's join), d feeds e; f has a
+// schedule and after a, so it is gated, never triggered.
+func testChain() *store.Chain {
+	return store.NewChain(map[string][]string{"d": {"a", "b"}, "e": {"d"}, "f": {"a"}}, func(job string) bool { return job == "f" })
+}
+
+func triggered(t *testing.T, s Store) []store.Run {
+	t.Helper()
+	runs, err := s.Triggered(context.Background())
+	must(t, err)
+	return runs
+}
+
+func chain(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, "chain", ticking())
+	s.SetChain(testChain())
+	run := func(job string, slot time.Time, status pbirefresh.Status) int64 {
+		t.Helper()
+		id, err := s.Begin(ctx, job, slot, pbirefresh.Scheduled)
+		must(t, err)
+		must(t, s.Finish(ctx, id, store.Outcome{Status: status}))
+		return id
+	}
+	day := 24 * time.Hour
+	run("a", T0, pbirefresh.Completed)
+	if got := triggered(t, s); len(got) != 0 {
+		t.Fatalf("d triggered with b never completed: %+v", got)
+	}
+	if w, err := s.Waiting(ctx, "d", []string{"a", "b"}); err != nil || fmt.Sprint(w) != "[b]" {
+		t.Fatalf("waiting %v %v, want [b]", w, err)
+	}
+	if w, err := s.Waiting(ctx, "f", []string{"a"}); err != nil || len(w) != 0 {
+		t.Fatalf("f waiting %v %v, want none (a completed, f never ran)", w, err)
+	}
+	bSlot := T0.Add(30 * time.Minute)
+	bID := run("b", bSlot, pbirefresh.Completed)
+	got := triggered(t, s)
+	if len(got) != 1 || got[0].Job != "d" || !got[0].Slot.Equal(bSlot) || got[0].Kind != pbirefresh.After || got[0].Status != pbirefresh.Triggered ||
+		got[0].Upstream != "b" || got[0].UpstreamRun != bID {
+		t.Fatalf("want d triggered by b's run %d at b's slot, got %+v", bID, got)
+	}
+	// A run of d is in flight: the triggered one waits.
+	busy, err := s.Begin(ctx, "d", T0.Add(-time.Hour), pbirefresh.Manual)
+	must(t, err)
+	if _, err := s.Claim(ctx, "d", bSlot); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("claim while d is in flight: %v, want ErrBusy", err)
+	}
+	must(t, s.Finish(ctx, busy, store.Outcome{Status: pbirefresh.Failed}))
+	dID, err := s.Claim(ctx, "d", bSlot)
+	must(t, err)
+	if _, err := s.Claim(ctx, "d", bSlot); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("second claim: %v, want ErrDuplicate", err)
+	}
+	if got := triggered(t, s); len(got) != 0 {
+		t.Fatalf("claimed run still listed: %+v", got)
+	}
+	must(t, s.Finish(ctx, dID, store.Outcome{Status: pbirefresh.Completed}))
+	got = triggered(t, s)
+	if len(got) != 1 || got[0].Job != "e" || got[0].Upstream != "d" || got[0].UpstreamRun != dID || !got[0].Slot.Equal(bSlot) {
+		t.Fatalf("want e triggered by d, got %+v", got)
+	}
+	eID, err := s.Claim(ctx, "e", bSlot)
+	must(t, err)
+	must(t, s.Finish(ctx, eID, store.Outcome{Status: pbirefresh.Completed}))
+	// Next day: a completes, b has not since d ran: nothing.
+	run("a", T0.Add(day), pbirefresh.Completed)
+	if got := triggered(t, s); len(got) != 0 {
+		t.Fatalf("d triggered by a alone: %+v", got)
+	}
+	// b fails: d is skipped naming b, and e naming d.
+	bFail := run("b", bSlot.Add(day), pbirefresh.Failed)
+	runs, err := s.Runs(ctx, store.Query{Limit: 100})
+	must(t, err)
+	found := 0
+	for _, r := range runs {
+		if !r.Slot.Equal(bSlot.Add(day)) {
+			continue
+		}
+		switch r.Job {
+		case "d":
+			found++
+			if r.Status != pbirefresh.Skipped || r.Upstream != "b" || r.UpstreamRun != bFail || r.Note != "upstream b did not complete (failed)" {
+				t.Errorf("d: %+v", r)
+			}
+		case "e":
+			found++
+			if r.Status != pbirefresh.Skipped || r.Upstream != "d" || r.Note != "upstream d was skipped: upstream b did not complete (failed)" {
+				t.Errorf("e: %+v", r)
+			}
+		}
+	}
+	if found != 2 {
+		t.Fatalf("want d and e skipped at b's slot, found %d: %+v", found, runs)
+	}
+	if got := triggered(t, s); len(got) != 0 {
+		t.Fatalf("triggered after a failure: %+v", got)
+	}
+	// b is run again by hand and completes: a's completion (after d's last
+	// run) and b's make d ready.
+	run("b", bSlot.Add(day+time.Hour), pbirefresh.Completed)
+	if got := triggered(t, s); len(got) != 1 || got[0].Job != "d" {
+		t.Fatalf("want d triggered after b's rerun, got %+v", got)
+	}
+	// f is scheduled: never triggered, and now waits for nothing (a
+	// completed, f never ran); after f runs, it waits for a again.
+	fID, err := s.Begin(ctx, "f", T0.Add(2*day), pbirefresh.Scheduled)
+	must(t, err)
+	must(t, s.Finish(ctx, fID, store.Outcome{Status: pbirefresh.Completed}))
+	if w, err := s.Waiting(ctx, "f", []string{"a"}); err != nil || fmt.Sprint(w) != "[a]" {
+		t.Fatalf("f waiting %v %v, want [a]", w, err)
+	}
+	// Triggered runs are never pruned.
+	_, err = s.Prune(ctx, 0, 0)
+	must(t, err)
+	if got := triggered(t, s); len(got) != 1 {
+		t.Fatalf("prune removed a triggered run: %+v", got)
+	}
+}
+
+// diamondRace finishes both upstreams of d at once, round after round:
+// d is triggered exactly once per round, never zero times, never twice.
+func diamondRace(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, "diamond", ticking())
+	s.SetChain(testChain())
+	for round := range 20 {
+		slot := T0.Add(time.Duration(round) * time.Hour)
+		a, err := s.Begin(ctx, "a", slot, pbirefresh.Scheduled)
+		must(t, err)
+		b, err := s.Begin(ctx, "b", slot.Add(time.Minute), pbirefresh.Scheduled)
+		must(t, err)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, id := range []int64{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.Finish(ctx, id, store.Outcome{Status: pbirefresh.Completed})
+			}()
+		}
+		wg.Wait()
+		must(t, errors.Join(errs...))
+		got := triggered(t, s)
+		if len(got) != 1 || got[0].Job != "d" {
+			t.Fatalf("round %d: want d triggered once, got %+v", round, got)
+		}
+		for _, job := range []string{"d", "e"} {
+			got := triggered(t, s)
+			if len(got) != 1 || got[0].Job != job {
+				t.Fatalf("round %d: want %s triggered, got %+v", round, job, got)
+			}
+			id, err := s.Claim(ctx, job, got[0].Slot)
+			must(t, err)
+			must(t, s.Finish(ctx, id, store.Outcome{Status: pbirefresh.Completed}))
+		}
+		if got := triggered(t, s); len(got) != 0 {
+			t.Fatalf("round %d: left %+v", round, got)
+		}
 	}
 }

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/configs"
+	"github.com/pbirefresh/pbirefresh/store"
+)
+
+// Chains. A job with after and no schedule runs when its upstreams have
+// completed: the store records it as triggered in the transaction that
+// records the upstream's completion (or skipped, naming the upstream, when
+// the upstream did not complete), so a crash between the two neither
+// loses nor doubles it. The dispatcher below starts triggered runs, under
+// the scheduler's limits, on this replica or any other: claiming one is
+// a conditional write, and one replica wins.
+//
+// A job with after and a schedule runs on its schedule, gated by
+// on_upstream: when a slot comes and an upstream has not completed since
+// the job's last run, it waits (up to its timeout), skips, or runs anyway.
+
+// chainSweep is how often the dispatcher looks for triggered runs without
+// being told: runs triggered on other replicas, and runs that waited for
+// the job's own run in flight there.
+const chainSweep = 5 * time.Second
+
+// upstreamRecheck bounds how long a waiting job goes without looking at
+// its upstreams again (their ends on other replicas are not announced).
+const upstreamRecheck = 10 * time.Second
+
+// buildChain is the configuration's after links, for the store.
+func buildChain(cfg *configs.Config) *store.Chain {
+	after := map[string][]string{}
+	scheduled := map[string]bool{}
+	for _, j := range cfg.Jobs {
+		if len(j.After) > 0 {
+			after[j.Name] = j.After
+		}
+		scheduled[j.Name] = j.Parsed != nil
+	}
+	return store.NewChain(after, func(job string) bool { return scheduled[job] })
+}
+
+// chainEnded is called after every recorded end: the dispatcher looks for
+// what it triggered, and jobs waiting for upstreams look again.
+func (c *runCmd) chainEnded() {
+	c.mu.Lock()
+	empty := c.chain.Empty()
+	c.mu.Unlock()
+	if empty {
+		return
+	}
+	select {
+	case c.chainPoke <- struct{}{}:
+	default:
+	}
+	c.changedMu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.changedMu.Unlock()
+}
+
+// ended returns a channel closed at the next recorded end.
+func (c *runCmd) ended() <-chan struct{} {
+	c.changedMu.Lock()
+	defer c.changedMu.Unlock()
+	return c.changed
+}
+
+// dispatchLoop starts triggered runs when told, and every chainSweep.
+func (c *runCmd) dispatchLoop(ctx context.Context) {
+	t := time.NewTicker(chainSweep)
+	defer t.Stop()
+	for {
+		c.dispatch(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.chainPoke:
+		case <-t.C:
+		}
+	}
+}
+
+// dispatch starts every triggered run whose job is idle here.
+func (c *runCmd) dispatch(ctx context.Context) {
+	c.mu.Lock()
+	cfg, chain := c.cfg, c.chain
+	c.mu.Unlock()
+	if chain.Empty() || !c.scheduling.Load() {
+		return
+	}
+	runs, err := c.store.Triggered(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.logger.Warn("list triggered runs", "error", err)
+		}
+		return
+	}
+	for _, r := range runs {
+		switch job := cfg.Job(r.Job); {
+		case job == nil:
+			c.dropTriggered(ctx, r, "the job is no longer in the configuration")
+		case !*job.Enabled:
+			c.dropTriggered(ctx, r, "the job is paused (enabled: false)")
+		default:
+			c.sched.Start(c.base, r.Job, r.Slot, pbirefresh.After)
+		}
+	}
+}
+
+// dropTriggered records a triggered run that cannot run as skipped; its
+// own dependents are skipped with it.
+func (c *runCmd) dropTriggered(ctx context.Context, r store.Run, why string) {
+	id, err := c.store.Claim(ctx, r.Job, r.Slot)
+	if err != nil {
+		return // claimed elsewhere, or its job busy: looked at again later
+	}
+	if err := c.store.Finish(context.WithoutCancel(ctx), id, store.Outcome{Status: pbirefresh.Skipped, Note: why}); err != nil {
+		c.storeFailed("a triggered run could not be recorded as skipped", r.Job, err)
+		return
+	}
+	c.metrics.runs.WithLabelValues(r.Job, string(pbirefresh.Skipped)).Inc()
+	c.logger.Info("run skipped", "job", r.Job, "slot", r.Slot, "kind", pbirefresh.After, "reason", why)
+}
+
+// upstreamGate decides a scheduled slot of a job with after: ok to run
+// (with a note when it runs although upstreams are not fresh), or not
+// (the slot is recorded as skipped, or shutdown came first).
+func (c *runCmd) upstreamGate(ctx context.Context, job *configs.Job, slot time.Time, kind pbirefresh.Kind) (string, bool) {
+	waiting, err := c.store.Waiting(ctx, job.Name, job.After)
+	if err == nil && len(waiting) == 0 {
+		return "", true
+	}
+	describe := func(w []string, err error) string {
+		if err != nil {
+			return "the state of its upstreams could not be read (" + err.Error() + ")"
+		}
+		return "upstream " + strings.Join(w, ", ") + " has not completed since this job's last run"
+	}
+	switch job.OnUpstream {
+	case configs.UpstreamRun:
+		note := "ran although " + describe(waiting, err)
+		c.logger.Info("run goes ahead (on_upstream: run)", "job", job.Name, "slot", slot, "reason", describe(waiting, err))
+		return note, true
+	case configs.UpstreamSkip:
+		c.skipSlot(ctx, job.Name, slot, kind, describe(waiting, err)+" (on_upstream: skip)")
+		return "", false
+	}
+	limit := job.Effective.Timeout.D()
+	c.logger.Info("run waits for its upstreams", "job", job.Name, "slot", slot, "upstreams", strings.Join(waiting, ","), "at_most", limit)
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	recheck := time.NewTicker(upstreamRecheck)
+	defer recheck.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Not recorded: the next start treats the slot by the
+			// catch-up rules.
+			return "", false
+		case <-deadline.C:
+			c.skipSlot(ctx, job.Name, slot, kind, "waited "+limit.String()+": "+describe(waiting, err))
+			return "", false
+		case <-c.ended():
+		case <-recheck.C:
+		}
+		waiting, err = c.store.Waiting(ctx, job.Name, job.After)
+		if err == nil && len(waiting) == 0 {
+			c.logger.Info("upstreams completed; the run goes ahead", "job", job.Name, "slot", slot)
+			return "", true
+		}
+	}
+}
+
+// skipSlot records a slot skipped by policy.
+func (c *runCmd) skipSlot(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, why string) {
+	err := c.store.Record(ctx, job, slot, kind, pbirefresh.Skipped, why)
+	switch {
+	case errors.Is(err, store.ErrDuplicate), errors.Is(err, store.ErrFenced):
+		return
+	case err != nil:
+		c.storeFailed("a skipped slot could not be recorded", job, err)
+		return
+	}
+	c.metrics.runs.WithLabelValues(job, string(pbirefresh.Skipped)).Inc()
+	c.logger.Info("run skipped", "job", job, "slot", slot, "reason", why)
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/deploy"
+	"github.com/pbirefresh/pbirefresh/notify"
+	"github.com/pbirefresh/pbirefresh/refresh"
+	"github.com/pbirefresh/pbirefresh/scheduler"
+	"github.com/pbirefresh/pbirefresh/store"
+)
+
+// TestDashboardAndAlertsQueryRealMetrics: every metric the Grafana
+// dashboard and the alert rules query exists on a running daemon's
+// /metrics (a failing job, a notification target and a stale_after make
+// every family appear).
+func TestDashboardAndAlertsQueryRealMetrics(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	defer hook.Close()
+	dir := t.TempDir()
+	addr := freePort(t)
+	cfg := writeConfig(t, dir, demoWith(t, dir, func(s string) string {
+		s = strings.Replace(s, `schedule: "10 * * * * *"`, `schedule: "*/2 * * * * *"`, 1) // finance fails every 2 s
+		s = strings.Replace(s, "defaults:\n", "defaults:\n  stale_after: 26h\n", 1)
+		return s + fmt.Sprintf("\nhttp: {listen: %s}\nnotify:\n  - {name: hook, type: webhook, url: {env: HOOK_URL}, on: [failure]}\n", addr)
+	}))
+	_, w := startDaemon(t, cfg, "HOOK_URL="+hook.URL)
+	w.waitFor(t, 0, 40*time.Second, "refresh completed")
+	w.waitFor(t, 0, 40*time.Second, "refresh ended unsuccessfully", "job=finance")
+	want, err := deploy.MetricNames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		_, body := get(t, "http://"+addr+"/metrics")
+		var missing []string
+		for _, name := range want {
+			if !strings.Contains(body, "\n"+name+"{") && !strings.Contains(body, "\n"+name+" ") {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) == 0 {
+			t.Logf("all %d metrics the dashboard and the alerts query are on /metrics", len(want))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queried by the dashboard or the alerts but not on /metrics: %v", missing)
+		}
+	}
+}
+
+// TestFreshnessCrossesStaleAfter: on a fake clock, a job whose last
+// success ages past stale_after is told once, shows in the metrics and
+// the API as stale, and a success brings one recovery.
+func TestFreshnessCrossesStaleAfter(t *testing.T) {
+	now := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	f := newFreshness(clock, map[string]store.Freshness{"sales": {LastSuccess: now.Add(-20 * time.Hour)}})
+	f.configure(map[string]time.Duration{"sales": 26 * time.Hour, "other": 0})
+	rc := &hookReceiver{}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	n := notify.New(http.DefaultClient, []notify.Target{{Name: "hook", Type: "webhook", URL: srv.URL, On: map[notify.Kind]bool{notify.Stale: true, notify.Recovery: true}}}, nil)
+	c := &runCmd{logger: slog.New(slog.DiscardHandler), fresh: f, notifier: n, metrics: newMetrics(func() *scheduler.Scheduler { return nil }, func() []string { return nil },
+		func() (int, bool, bool) { return 1, true, true }, newHealthGauges(f.all, func() bool { return true }))}
+	gauge := func(name string) float64 {
+		fams, err := c.metrics.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fam := range fams {
+			if fam.GetName() != name {
+				continue
+			}
+			for _, m := range fam.Metric {
+				for _, l := range m.Label {
+					if l.GetName() == "job" && l.GetValue() == "sales" {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return -1
+	}
+	for i := 0; i < 3; i++ { // before the crossing: nothing
+		c.checkStale()
+	}
+	if gauge("pbirefresh_job_stale") != 0 || gauge("pbirefresh_last_success_age_seconds") != 20*3600 {
+		t.Fatalf("before: stale %v age %v", gauge("pbirefresh_job_stale"), gauge("pbirefresh_last_success_age_seconds"))
+	}
+	now = now.Add(7 * time.Hour) // 27 h since the last success
+	for i := 0; i < 3; i++ {
+		c.checkStale()
+	}
+	if gauge("pbirefresh_job_stale") != 1 || gauge("pbirefresh_stale_after_seconds") != 26*3600 {
+		t.Fatalf("after: stale %v threshold %v", gauge("pbirefresh_job_stale"), gauge("pbirefresh_stale_after_seconds"))
+	}
+	if got := f.get("sales"); !got.Stale || got.Age != 27*time.Hour {
+		t.Fatalf("api view: %+v", got)
+	}
+	// A success: fresh again, one recovery.
+	if !f.ended("sales", pbirefresh.Completed, now) {
+		t.Fatal("a success after the crossing is not a recovery")
+	}
+	c.tell(context.Background(), "sales", now, 1, refresh.Result{Outcome: pbirefresh.Completed}, true)
+	c.checkStale()
+	n.Close(context.Background())
+	events, _ := rc.snapshot()
+	var kinds []string
+	for _, e := range events {
+		kinds = append(kinds, fmt.Sprint(e["event"]))
+	}
+	if strings.Join(kinds, ",") != "stale,recovery" {
+		t.Fatalf("notifications %v, want one stale then one recovery", kinds)
+	}
+	if gauge("pbirefresh_job_stale") != 0 {
+		t.Fatal("still stale after the success")
+	}
+}

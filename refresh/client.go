@@ -192,6 +192,14 @@ type response struct {
 // jitter, all within deadline. POSTs are not retried on 5xx or network
 // errors: the caller resolves them (errAmbiguous).
 func (c *Client) do(ctx context.Context, method, path string, body []byte, deadline time.Time) (*response, error) {
+	return c.doGated(ctx, method, path, body, deadline, nil)
+}
+
+// doGated is do, asking gate (if set) right before each send, retries
+// after a 429 or a renewed token included: a replica that lost its lease
+// while it waited out a Retry-After must not post. (Only POSTs that start
+// refreshes pass a gate.)
+func (c *Client) doGated(ctx context.Context, method, path string, body []byte, deadline time.Time, gate func() error) (*response, error) {
 	renewed := false
 	backoff := time.Second
 	maxBackoff := c.MaxBackoff
@@ -210,6 +218,11 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, deadl
 		req.Header.Set("Authorization", "Bearer "+tok)
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
+		}
+		if gate != nil {
+			if err := gate(); err != nil {
+				return nil, fmt.Errorf("refresh not requested (%s %s not sent): %w", method, path, err)
+			}
 		}
 		res, err := c.http.Do(req)
 		if c.Observe != nil {
@@ -336,13 +349,8 @@ func (c *Client) start(ctx context.Context, ds Dataset, opts Options, deadline t
 	path := ds.path() + "/refreshes"
 	body := opts.body()
 	for attempt := 1; ; attempt++ {
-		if p.Gate != nil {
-			if err := p.Gate(); err != nil {
-				return Refresh{}, fmt.Errorf("refresh not requested: %w", err)
-			}
-		}
 		posted := c.clock().Now()
-		r, err := c.do(ctx, http.MethodPost, path, body, deadline)
+		r, err := c.doGated(ctx, http.MethodPost, path, body, deadline, p.Gate)
 		if errors.Is(err, errAmbiguous) {
 			c.log().Warn("refresh request had no clear answer; looking for it in the history", "dataset_id", ds.DatasetID, "error", err, "attempt", attempt)
 			found, ferr := c.findStarted(ctx, ds, posted, deadline, p)

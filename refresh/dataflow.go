@@ -221,13 +221,8 @@ func (c *Client) startDataflow(ctx context.Context, df Dataflow, opts DataflowOp
 	}
 	body, _ := json.Marshal(map[string]string{"notifyOption": notify})
 	for attempt := 1; ; attempt++ {
-		if p.Gate != nil {
-			if err := p.Gate(); err != nil {
-				return Refresh{}, nil, fmt.Errorf("refresh not requested: %w", err)
-			}
-		}
 		posted := clk.Now()
-		r, err := c.do(ctx, http.MethodPost, path, body, deadline)
+		r, err := c.doGated(ctx, http.MethodPost, path, body, deadline, p.Gate)
 		ambiguous := errors.Is(err, errAmbiguous)
 		switch {
 		case ambiguous:

@@ -467,3 +467,39 @@ func hintOf(err error) string {
 	}
 	return ""
 }
+
+// TestGateAskedBeforeEveryPost: a POST throttled with Retry-After is sent
+// again only if the gate still holds after the wait (a replica that lost
+// its lease meanwhile must not post); the same for datasets and dataflows.
+func TestGateAskedBeforeEveryPost(t *testing.T) {
+	for _, kind := range []string{"dataset", "dataflow"} {
+		t.Run(kind, func(t *testing.T) {
+			h := setup(t, nil)
+			op := "refresh.post"
+			if kind == "dataflow" {
+				op = "dataflow.refresh"
+			}
+			h.emu.SetFaults(emulator.Fault{Endpoint: op, Status: 429, RetryAfter: 4, Count: 1})
+			lapsed := errors.New("lease lapsed")
+			calls := 0
+			p := jobPolicy(time.Hour)
+			p.Gate = func() error {
+				calls++
+				if len(h.requests(op)) > 0 {
+					return lapsed // the lease ran out during the Retry-After
+				}
+				return nil
+			}
+			var res refresh.Result
+			if kind == "dataflow" {
+				res = h.client.RunDataflow(context.Background(), flow(salesWS, salesFlow), refresh.DataflowOptions{}, p, nil)
+			} else {
+				res = h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), p, nil)
+			}
+			posts := h.requests(op)
+			if res.Outcome != pbirefresh.Error || !errors.Is(res.Err, lapsed) || len(posts) != 1 || posts[0].Status != 429 || calls != 2 {
+				t.Fatalf("outcome %s (%v), %d POSTs, gate asked %d times", res.Outcome, res.Err, len(posts), calls)
+			}
+		})
+	}
+}

@@ -35,6 +35,13 @@ type Journal interface {
 	Fail(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, note string) error
 }
 
+// LastSlots is what a journal may offer to read every job's last slot at
+// once: a database across the network answers 10,000 jobs in one round
+// trip instead of 10,000.
+type LastSlots interface {
+	LastSlots(ctx context.Context) (map[string]time.Time, error)
+}
+
 // RunFunc runs one slot of a job. It is called at most once per (job,
 // slot) by this process; the journal's uniqueness covers restarts.
 type RunFunc func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) error
@@ -174,7 +181,6 @@ func (s *Scheduler) tolerance() time.Duration {
 func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 	// The journal is read before the lock is taken: only for jobs this
 	// scheduler does not know yet.
-	last := map[string]time.Time{}
 	s.mu.Lock()
 	var unknown []string
 	for _, j := range jobs {
@@ -183,14 +189,9 @@ func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 		}
 	}
 	s.mu.Unlock()
-	for _, name := range unknown {
-		t, ok, err := s.journal.LastSlot(ctx, name)
-		if err != nil {
-			return fmt.Errorf("read the last slot of job %s: %w", name, err)
-		}
-		if ok {
-			last[name] = t
-		}
+	last, err := s.lastSlots(ctx, unknown)
+	if err != nil {
+		return err
 	}
 
 	now := s.clock.Now()
@@ -453,6 +454,34 @@ func (s *Scheduler) done(ctx context.Context, st *jobState) {
 	}
 }
 
+// lastSlots reads the jobs' last slots from the journal: at once when it
+// can (LastSlots), else one by one.
+func (s *Scheduler) lastSlots(ctx context.Context, names []string) (map[string]time.Time, error) {
+	last := map[string]time.Time{}
+	if all, ok := s.journal.(LastSlots); ok && len(names) > 1 {
+		slots, err := all.LastSlots(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the jobs' last slots: %w", err)
+		}
+		for _, name := range names {
+			if t, ok := slots[name]; ok {
+				last[name] = t
+			}
+		}
+		return last, nil
+	}
+	for _, name := range names {
+		t, ok, err := s.journal.LastSlot(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("read the last slot of job %s: %w", name, err)
+		}
+		if ok {
+			last[name] = t
+		}
+	}
+	return last, nil
+}
+
 // Start runs a job now for a slot decided elsewhere (kind after: its
 // upstreams triggered it), under the same limits as every run. It starts
 // nothing and reports false when the job is unknown or its previous run
@@ -541,15 +570,9 @@ func (s *Scheduler) Resync(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	last := map[string]time.Time{}
-	for _, name := range names {
-		t, ok, err := s.journal.LastSlot(ctx, name)
-		if err != nil {
-			return fmt.Errorf("read the last slot of job %s: %w", name, err)
-		}
-		if ok {
-			last[name] = t
-		}
+	last, err := s.lastSlots(ctx, names)
+	if err != nil {
+		return err
 	}
 	now := s.clock.Now()
 	s.mu.Lock()

@@ -64,6 +64,38 @@ func (c *runCmd) chainEnded() {
 	c.changedMu.Unlock()
 }
 
+// skippedAfter logs and counts the runs the store recorded as skipped
+// with a run that did not complete: the jobs it triggers, and theirs.
+func (c *runCmd) skippedAfter(job string, slot time.Time, status pbirefresh.Status) {
+	c.mu.Lock()
+	chain := c.chain
+	c.mu.Unlock()
+	if chain.Empty() || status == pbirefresh.Completed {
+		return
+	}
+	var skipped []string
+	seen := map[string]bool{}
+	queue := []string{job}
+	for len(queue) > 0 && len(skipped) <= len(chain.After) {
+		up := queue[0]
+		queue = queue[1:]
+		for _, d := range chain.Triggers[up] {
+			if !seen[d] {
+				seen[d] = true
+				skipped = append(skipped, d)
+				queue = append(queue, d)
+			}
+		}
+	}
+	if len(skipped) == 0 {
+		return
+	}
+	for _, d := range skipped {
+		c.metrics.runs.WithLabelValues(d, string(pbirefresh.Skipped)).Inc()
+	}
+	c.logger.Info("runs after it skipped: the upstream did not complete", "job", job, "slot", slot, "status", status, "skipped", strings.Join(skipped, ","))
+}
+
 // ended returns a channel closed at the next recorded end.
 func (c *runCmd) ended() <-chan struct{} {
 	c.changedMu.Lock()

@@ -160,7 +160,7 @@ func final(runs []store.Run) bool {
 // dependents and theirs, naming the upstream.
 func TestChainRunsInOrder(t *testing.T) {
 	dir := t.TempDir()
-	base, ca, hc := emulatorProcessB(t, dir, "testdata/chain-scenario.yaml")
+	base, ca, hc := emulatorProcessB(t, dir, "../../emulator/scenarios/chains.yaml")
 	state := filepath.Join(dir, "state.db")
 	at := time.Now().UTC().Add(4 * time.Second)
 	schedule := fmt.Sprintf("%d %d %d * * *", at.Second(), at.Minute(), at.Hour())
@@ -176,6 +176,7 @@ func TestChainRunsInOrder(t *testing.T) {
 		j := byJob(runs)
 		return len(j["board"]) > 0 && len(j["broken-summary"]) > 0 && final(runs)
 	})
+	logs.waitFor(t, 0, 10*time.Second, "runs after it skipped", "job=broken-staging", "status=failed", "skipped=broken-model,broken-summary")
 	j := byJob(runs)
 	for _, name := range []string{"staging", "orders", "stock", "board", "broken-staging", "broken-model", "broken-summary"} {
 		if len(j[name]) != 1 {
@@ -285,7 +286,7 @@ func TestKilledDaemonKeepsChains(t *testing.T) {
 		t.Skip("end-to-end crash test")
 	}
 	dir := t.TempDir()
-	base, ca, hc := emulatorProcessB(t, dir, "testdata/chain-scenario.yaml")
+	base, ca, hc := emulatorProcessB(t, dir, "../../emulator/scenarios/chains.yaml")
 	state := filepath.Join(dir, "state.db")
 	cfg := filepath.Join(dir, "chain.yaml")
 	write := func(enabled bool) {
@@ -417,7 +418,7 @@ func TestKilledDaemonKeepsChains(t *testing.T) {
 // that matches nothing fails each run with the fix.
 func TestNamesResolvedAgainAfterA404(t *testing.T) {
 	dir := t.TempDir()
-	base, ca, hc := emulatorProcessB(t, dir, "testdata/chain-scenario.yaml")
+	base, ca, hc := emulatorProcessB(t, dir, "../../emulator/scenarios/chains.yaml")
 	state := filepath.Join(dir, "state.db")
 	body := chainConfig(base, ca, state, "0 0 1 1 *", false)
 	body = body[:strings.Index(body, "jobs:\n")] + `jobs:
@@ -466,7 +467,7 @@ func TestNamesResolvedAgainAfterA404(t *testing.T) {
 // capacity than its quota.
 func TestDoctorChecksOrderingSchedulesAndQuota(t *testing.T) {
 	dir := t.TempDir()
-	base, ca, _ := emulatorProcessB(t, dir, "testdata/chain-scenario.yaml")
+	base, ca, _ := emulatorProcessB(t, dir, "../../emulator/scenarios/chains.yaml")
 	body := strings.Replace(chainConfig(base, ca, filepath.Join(dir, "state.db"), "0 1 * * *", true), "{name: stock, after: [staging],", "{name: stock,", 1)
 	cfg := filepath.Join(dir, "doctor.yaml")
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {

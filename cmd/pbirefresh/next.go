@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -91,7 +92,7 @@ func (c *nextCmd) Run(context.Context) error {
 				note = strings.TrimSpace(note + fmt.Sprintf("  [quota] %d refreshes in the 24 hours up to here: shared capacity allows %d, and refuses the rest", n, sharedDaily))
 			}
 			if len(j.After) > 0 {
-				note = strings.TrimSpace(note + fmt.Sprintf("  if %s completed since its last run (on_upstream: %s)", strings.Join(j.After, ", "), j.OnUpstream))
+				note = strings.TrimSpace(note + fmt.Sprintf("  (after %s, on_upstream: %s)", strings.Join(j.After, ", "), j.OnUpstream))
 			}
 			list = append(list, upcoming{slot.Time.In(j.Location), j.Name, note})
 		}
@@ -103,25 +104,48 @@ func (c *nextCmd) Run(context.Context) error {
 			line += "  " + u.note
 		}
 		fmt.Fprintln(c.stdout, line)
-		c.printDependents(cfg, deps, u.job, "  ", 0)
+		c.printDependents(cfg, deps, u.job)
 	}
 	return nil
 }
 
-// printDependents lists, indented under a job's slot, the jobs that run
-// when it completes (and theirs, in turn).
-func (c *nextCmd) printDependents(cfg *configs.Config, deps map[string][]string, job, indent string, depth int) {
-	if depth > len(cfg.Jobs) {
-		return
+// printDependents lists, under a job's slot, the jobs that run when it
+// completes, and theirs in turn: each once, indented by its distance
+// from the slot's job, a job that joins several after the last of them.
+func (c *nextCmd) printDependents(cfg *configs.Config, deps map[string][]string, job string) {
+	depth := map[string]int{job: 0}
+	// Relax depths along the after links; the graph is acyclic (validate
+	// refuses cycles), so as many passes as jobs suffice.
+	for range cfg.Jobs {
+		changed := false
+		for _, j := range cfg.Jobs {
+			for _, up := range j.After {
+				du, ok := depth[up]
+				if !ok || !slices.Contains(deps[up], j.Name) {
+					continue
+				}
+				if d, seen := depth[j.Name]; !seen || d < du+1 {
+					depth[j.Name], changed = du+1, true
+				}
+			}
+		}
+		if !changed {
+			break
+		}
 	}
-	for _, d := range deps[job] {
-		j := cfg.Job(d)
+	var list []*configs.Job
+	for _, j := range cfg.Jobs {
+		if d := depth[j.Name]; d > 0 {
+			list = append(list, j)
+		}
+	}
+	sort.SliceStable(list, func(a, b int) bool { return depth[list[a].Name] < depth[list[b].Name] })
+	for _, j := range list {
 		state := ""
 		if !*j.Enabled {
 			state = ", paused"
 		}
-		fmt.Fprintf(c.stdout, "%s  then %s  (after %s%s)\n", indent, d, strings.Join(j.After, ", "), state)
-		c.printDependents(cfg, deps, d, indent+"  ", depth+1)
+		fmt.Fprintf(c.stdout, "%s  then %s  (after %s%s)\n", strings.Repeat("  ", depth[j.Name]), j.Name, strings.Join(j.After, ", "), state)
 	}
 }
 

@@ -41,6 +41,9 @@ type stateStore interface {
 	// start-up, those an earlier process left; with replicas, those of
 	// replicas whose lease expired.
 	Adopt(ctx context.Context) ([]store.Run, error)
+	scheduler.LastSlots
+	// Owned lists this replica's own runs in flight.
+	Owned(ctx context.Context) ([]store.Run, error)
 	Replicas(ctx context.Context) ([]store.Replica, error)
 	// Self is this process's replica id; Gate fails while it may not claim
 	// or post (a replica without a valid lease).
@@ -100,6 +103,8 @@ type runCmd struct {
 
 	fresh *freshness
 	names *names
+	// following holds the ids of the runs a goroutine here follows.
+	following sync.Map
 	// builtinChecked: the start-up check of built-in schedules has run.
 	builtinChecked bool
 
@@ -601,6 +606,7 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 			}
 			return fmt.Errorf("record run of %s: %w", job.Name, err)
 		}
+		c.following.Store(id, true)
 		c.metrics.inFlight.Inc()
 		defer c.metrics.inFlight.Dec()
 		pol := c.policy(job, slot, kind)
@@ -652,13 +658,15 @@ func failed(err error) refresh.Result {
 // finish records an outcome, unless shutdown interrupted the run: then the
 // record stays pending or running for the next start to resolve.
 func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int64, res refresh.Result) {
+	defer c.following.Delete(id)
 	if ctx.Err() != nil && res.Outcome == pbirefresh.Error {
 		c.logger.Info("run interrupted by shutdown; the next start reattaches", "job", job, "slot", slot, "refresh_id", res.RefreshID)
 		return
 	}
 	o := store.Outcome{Status: res.Outcome, RefreshID: res.RefreshID, Polls: res.Polls, Error: res.Error, Code: res.Code, Hint: res.Hint,
 		Note: res.Note, ServiceStart: res.ServiceStart, ServiceEnd: res.ServiceEnd}
-	switch err := c.store.Finish(context.WithoutCancel(ctx), id, o); {
+	persist := context.WithoutCancel(ctx)
+	switch err := c.retryWrite(persist, func() error { return c.store.Finish(persist, id, o) }); {
 	case errors.Is(err, store.ErrNotOwner), errors.Is(err, store.ErrFenced):
 		c.logger.Warn("outcome not recorded: another replica owns the run now and records it", "job", job, "slot", slot, "refresh_id", res.RefreshID)
 		return
@@ -666,6 +674,7 @@ func (c *runCmd) finish(ctx context.Context, job string, slot time.Time, id int6
 		c.storeFailed("a run's outcome could not be recorded", job, err)
 	}
 	c.chainEnded()
+	c.skippedAfter(job, slot, res.Outcome)
 	c.completed(job, res)
 	c.metrics.ended(job, res)
 	wasStale := c.fresh.ended(job, res.Outcome, res.End)
@@ -688,15 +697,50 @@ func (c *runCmd) adoptOrphans(ctx context.Context) {
 	if len(runs) > 0 && c.cfg.State.Postgres != nil {
 		c.metrics.takeovers.Add(float64(len(runs)))
 	}
+	c.follow(ctx, runs)
+}
+
+// strayAge: a run of this replica's in flight that no goroutine here has
+// followed for this long was left by a write whose answer was lost (a
+// Begin that committed though the connection broke, a Finish that never
+// landed).
+const strayAge = time.Minute
+
+// settleStrays follows this replica's own runs in flight that nothing
+// here follows: Adopt takes only dead replicas' runs, and without this
+// such a run would block its job on every replica until a restart.
+func (c *runCmd) settleStrays(ctx context.Context) {
+	runs, err := c.store.Owned(ctx)
+	if err != nil {
+		return
+	}
+	var strays []store.Run
+	for _, r := range runs {
+		if _, busy := c.following.Load(r.ID); !busy && time.Since(r.Posted) > strayAge {
+			strays = append(strays, r)
+		}
+	}
+	if len(strays) > 0 {
+		c.logger.Warn("settling runs of this replica that nothing followed (a database write's answer was lost)", "runs", len(strays))
+		c.follow(ctx, strays)
+	}
+}
+
+// follow settles and follows runs in flight that no goroutine here
+// follows: running ones by their refresh id; pending ones by looking for
+// their refresh in the history, never by posting again.
+func (c *runCmd) follow(ctx context.Context, runs []store.Run) {
 	c.mu.Lock()
 	cfg, clients := c.cfg, c.clients
 	c.mu.Unlock()
 	persist := context.WithoutCancel(ctx)
 	for _, r := range runs {
+		if _, busy := c.following.LoadOrStore(r.ID, true); busy {
+			continue
+		}
 		job := cfg.Job(r.Job)
 		if job == nil {
-			c.store.Finish(persist, r.ID, store.Outcome{Status: pbirefresh.Error, Error: "the job is no longer in the configuration", Hint: "its refresh, if any, was not followed"})
-			c.chainEnded()
+			c.settle(persist, r, store.Outcome{Status: pbirefresh.Error, Error: "the job is no longer in the configuration", Hint: "its refresh, if any, was not followed"})
 			continue
 		}
 		if r.Owner != "" && r.Owner != c.store.Self() {
@@ -728,19 +772,20 @@ func (c *runCmd) adoptOrphans(ctx context.Context) {
 				found, err := t.findStarted(ctx, client, r.Posted, pol)
 				if err != nil {
 					if ctx.Err() == nil {
-						c.store.Finish(persist, r.ID, store.Outcome{Status: pbirefresh.Error, Error: "could not settle an interrupted run: " + err.Error(), Hint: pbirefresh.Hint(err)})
-						c.chainEnded()
+						c.settle(persist, r, store.Outcome{Status: pbirefresh.Error, Error: "could not settle an interrupted run: " + err.Error(), Hint: pbirefresh.Hint(err)})
+					} else {
+						c.following.Delete(r.ID)
 					}
 					return
 				}
 				if found == "" {
-					c.store.Finish(persist, r.ID, store.Outcome{Status: pbirefresh.Error, Error: "interrupted before Power BI started a refresh", Hint: "nothing to do: the next slot runs as usual"})
-					c.chainEnded()
+					c.settle(persist, r, store.Outcome{Status: pbirefresh.Error, Error: "interrupted before Power BI started a refresh", Hint: "nothing to do: the next slot runs as usual"})
 					c.logger.Info("interrupted run had not started a refresh", "job", r.Job, "slot", r.Slot)
 					return
 				}
-				if err := c.store.SetRefresh(persist, r.ID, found); err != nil {
+				if err := c.retryWrite(persist, func() error { return c.store.SetRefresh(persist, r.ID, found) }); err != nil {
 					c.logger.Warn("record the refresh of an interrupted run", "job", r.Job, "error", err)
+					c.following.Delete(r.ID)
 					return
 				}
 				refreshID = found
@@ -749,6 +794,43 @@ func (c *runCmd) adoptOrphans(ctx context.Context) {
 			res := t.follow(ctx, client, refreshID, r.Posted, pol)
 			c.finish(ctx, r.Job, r.Slot, r.ID, res)
 		}(r)
+	}
+}
+
+// settle writes the outcome of a run that started no refresh it follows.
+func (c *runCmd) settle(ctx context.Context, r store.Run, o store.Outcome) {
+	defer c.following.Delete(r.ID)
+	if err := c.retryWrite(ctx, func() error { return c.store.Finish(ctx, r.ID, o) }); err != nil {
+		if !errors.Is(err, store.ErrNotOwner) && !errors.Is(err, store.ErrFenced) {
+			c.storeFailed("a run's outcome could not be recorded", r.Job, err)
+		}
+		return
+	}
+	c.chainEnded()
+	c.skippedAfter(r.Job, r.Slot, o.Status)
+}
+
+// retryWrite runs a write of a run's state (keyed by the run's id and
+// owner, so safe to repeat) until it succeeds, the answer is final (the
+// run is another replica's, or this one lost its lease), or a minute has
+// passed: a database blip must not leave a run in flight for ever.
+func (c *runCmd) retryWrite(ctx context.Context, write func() error) error {
+	deadline := time.Now().Add(time.Minute)
+	wait := 200 * time.Millisecond
+	for {
+		err := write()
+		if err == nil || errors.Is(err, store.ErrNotOwner) || errors.Is(err, store.ErrFenced) || errors.Is(err, store.ErrDuplicate) ||
+			time.Now().Add(wait).After(deadline) || c.store.Gate() != nil {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-c.base.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 
@@ -762,6 +844,7 @@ func (c *runCmd) takeovers(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			c.adoptOrphans(ctx)
+			c.settleStrays(ctx)
 		}
 	}
 }

@@ -337,25 +337,48 @@ func (s *Store) insert(ctx context.Context, job string, slot time.Time, kind pbi
 	if err := s.Gate(); err != nil {
 		return 0, err
 	}
-	var id int64
-	err := s.pool.QueryRow(ctx, `INSERT INTO pbirefresh_runs (job, slot, kind, status, posted, ended, note, owner, queued)
-		SELECT @job, @slot, @kind, @status, @posted, @ended, @note, @owner, CASE WHEN @status = 'pending' THEN `+dbNow+` ELSE 0 END
-		WHERE `+leaseHeld+` RETURNING id`,
-		pgx.NamedArgs{"job": job, "slot": nanos(slot), "kind": string(kind), "status": string(status), "posted": nanos(posted),
-			"ended": nanos(ended), "note": note, "owner": s.self()}).Scan(&id)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return 0, store.ErrFenced
-	case err != nil:
-		if err = uniqueErr(err); errors.Is(err, store.ErrBusy) {
-			var one int
-			if s.pool.QueryRow(ctx, `SELECT 1 FROM pbirefresh_runs WHERE job = $1 AND slot = $2`, job, nanos(slot)).Scan(&one) == nil {
-				err = store.ErrDuplicate
-			}
+	// With replicas, every one inserts each slot and all but one lose: ON
+	// CONFLICT DO NOTHING makes losing quiet (no ERROR line in the
+	// server's log per slot, no aborted transaction), and only the losers
+	// ask why.
+	args := pgx.NamedArgs{"job": job, "slot": nanos(slot), "kind": string(kind), "status": string(status), "posted": nanos(posted),
+		"ended": nanos(ended), "note": note, "owner": s.self()}
+	for attempt := 0; ; attempt++ {
+		var id int64
+		err := s.pool.QueryRow(ctx, `INSERT INTO pbirefresh_runs (job, slot, kind, status, posted, ended, note, owner, queued)
+			SELECT @job, @slot, @kind, @status, @posted, @ended, @note, @owner, CASE WHEN @status = 'pending' THEN `+dbNow+` ELSE 0 END
+			WHERE `+leaseHeld+` ON CONFLICT DO NOTHING RETURNING id`, args).Scan(&id)
+		switch {
+		case err == nil:
+			return id, nil
+		case !errors.Is(err, pgx.ErrNoRows):
+			return 0, uniqueErr(err)
 		}
-		return 0, err
+		err = s.whyNotInserted(ctx, job, slot, status)
+		// Neither taken nor busy: the lease, or a run of the job that
+		// ended between the insert and the question; ask again.
+		if !errors.Is(err, store.ErrFenced) || attempt == 2 || s.Gate() != nil {
+			return 0, err
+		}
 	}
-	return id, nil
+}
+
+// whyNotInserted tells a lost insert's reason: the slot taken (a taken
+// slot is the answer that says "never run it", even if the job is busy
+// too), a run of the job in flight, or this replica's lease.
+func (s *Store) whyNotInserted(ctx context.Context, job string, slot time.Time, status pbirefresh.Status) error {
+	var taken, busy bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pbirefresh_runs WHERE job = $1 AND slot = $2),
+		EXISTS (SELECT 1 FROM pbirefresh_runs WHERE job = $1 AND status IN ('pending', 'running'))`, job, nanos(slot)).Scan(&taken, &busy)
+	switch {
+	case err != nil:
+		return err
+	case taken:
+		return store.ErrDuplicate
+	case busy && status.InFlight():
+		return store.ErrBusy
+	}
+	return store.ErrFenced
 }
 
 // Begin records a run about to POST, owned by this replica. ErrDuplicate:
@@ -465,6 +488,26 @@ func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, erro
 	return fromNanos(*n), true, nil
 }
 
+// LastSlots returns every job's newest slot decided (manual runs do not
+// count), in one query.
+func (s *Store) LastSlots(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.pool.Query(ctx, `SELECT job, max(slot) FROM pbirefresh_runs WHERE kind <> 'manual' GROUP BY job`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var job string
+		var slot int64
+		if err := rows.Scan(&job, &slot); err != nil {
+			return nil, err
+		}
+		out[job] = fromNanos(slot)
+	}
+	return out, rows.Err()
+}
+
 const columns = `id, job, slot, kind, status, refresh_id, posted, ended, polls, error, hint, note, code, service_start, service_end, owner, upstream, upstream_run`
 
 func scanRuns(rows pgx.Rows) ([]store.Run, error) {
@@ -530,6 +573,15 @@ func (s *Store) Adopt(ctx context.Context) ([]store.Run, error) {
 	// RETURNING gives the rows in no particular order: oldest first.
 	slices.SortFunc(runs, func(a, b store.Run) int { return cmp.Compare(a.ID, b.ID) })
 	return runs, nil
+}
+
+// Owned returns this replica's own runs in flight.
+func (s *Store) Owned(ctx context.Context) ([]store.Run, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM pbirefresh_runs WHERE status IN ('pending', 'running') AND owner = $1 ORDER BY id`, s.self())
+	if err != nil {
+		return nil, err
+	}
+	return scanRuns(rows)
 }
 
 // prefixed qualifies each column of a select list.

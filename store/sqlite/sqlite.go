@@ -527,6 +527,26 @@ func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, erro
 	return fromNanos(n.Int64), true, nil
 }
 
+// LastSlots returns every job's newest slot decided (manual runs do not
+// count), in one query.
+func (s *Store) LastSlots(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.direct().QueryContext(ctx, `SELECT job, max(slot) FROM runs WHERE kind != 'manual' GROUP BY job`)
+	if err != nil {
+		return nil, classify(s.path, err)
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var job string
+		var slot int64
+		if err := rows.Scan(&job, &slot); err != nil {
+			return nil, err
+		}
+		out[job] = fromNanos(slot)
+	}
+	return out, rows.Err()
+}
+
 // columns is the select list; files of the first schema lack three
 // columns, which read as empty.
 func (s *Store) columns() string {
@@ -568,6 +588,9 @@ func (s *Store) Adopt(ctx context.Context) ([]store.Run, error) {
 	}
 	return s.InFlight(ctx)
 }
+
+// Owned returns the runs in flight: one process owns an SQLite file.
+func (s *Store) Owned(ctx context.Context) ([]store.Run, error) { return s.InFlight(ctx) }
 
 // InFlight returns the runs that started but have no outcome.
 func (s *Store) InFlight(ctx context.Context) ([]store.Run, error) {

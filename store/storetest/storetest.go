@@ -24,6 +24,7 @@ type Store interface {
 	Finish(ctx context.Context, id int64, o store.Outcome) error
 	Claimed(ctx context.Context, refreshID string) (bool, error)
 	LastSlot(ctx context.Context, job string) (time.Time, bool, error)
+	LastSlots(ctx context.Context) (map[string]time.Time, error)
 	// Adopt takes over the runs in flight that no live process follows
 	// (after a restart: all of them) and returns them.
 	Adopt(ctx context.Context) ([]store.Run, error)
@@ -101,6 +102,9 @@ func lifecycle(t *testing.T, open Opener) {
 	last, ok, err := s.LastSlot(ctx, "sales")
 	if err != nil || !ok || !last.Equal(T0.Add(time.Hour)) {
 		t.Fatalf("last slot %s %v %v", last, ok, err)
+	}
+	if all, err := s.LastSlots(ctx); err != nil || len(all) != 1 || !all["sales"].Equal(T0.Add(time.Hour)) {
+		t.Fatalf("last slots %v %v", all, err)
 	}
 	if _, ok, _ := s.LastSlot(ctx, "nobody"); ok {
 		t.Fatal("a job without runs has a last slot")

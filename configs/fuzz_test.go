@@ -16,6 +16,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("jobs: [{name: a, refresh: {max_parallelism: -1, objects: [{}]}}]\n"))
 	f.Add([]byte("credentials: {c: {client_secret: x}}\n"))
+	f.Add([]byte(chainHead + job("a", ", after: [c]") + job("b", ", after: [a, a]") + job("c", ", after: [b], on_upstream: skip")))
+	f.Add([]byte(chainHead + "  - {name: d, credential: c, workspace: W, dataflow_id: 44444444-4444-4444-4444-444444444444, after: [d]}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, err := Parse("fuzz.yaml", b)
 		if err != nil {
@@ -34,6 +36,32 @@ func FuzzParse(f *testing.F) {
 			if _, ok := cfg.Credentials[j.Credential]; !ok {
 				t.Fatalf("job %q names a missing credential", j.Name)
 			}
+			if j.Target() == "" || (j.WorkspaceID == "") == (j.Workspace == "") {
+				t.Fatalf("job %q has no single target: %+v", j.Name, j)
+			}
+		}
+		// A valid config's after links name known jobs and make no cycle.
+		state := map[string]int{}
+		var visit func(name string, depth int)
+		visit = func(name string, depth int) {
+			j := cfg.Job(name)
+			if j == nil || depth > len(cfg.Jobs) {
+				t.Fatalf("after names %q, unknown or in a cycle", name)
+			}
+			if state[name] == 2 {
+				return
+			}
+			state[name] = 1
+			for _, up := range j.After {
+				if state[up] == 1 {
+					t.Fatalf("cycle through %q accepted", up)
+				}
+				visit(up, depth+1)
+			}
+			state[name] = 2
+		}
+		for _, j := range cfg.Jobs {
+			visit(j.Name, 0)
 		}
 	})
 }

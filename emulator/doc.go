@@ -15,8 +15,8 @@
 //
 // Main types: Emulator (New, Start, URL, CAPEM, Client, Requests, and the
 // knobs SetBehaviour, SetFaults, SetThrottle, Storm, StartExternalRefresh,
-// StartExternalTransaction, Schedule, ...), Scenario (the YAML world, see
-// demo.yaml), Clock and FakeClock. Refreshes are planned when they start and
+// StartExternalTransaction, Schedule, Republish, ...), Scenario (the YAML
+// world, see demo.yaml and scenarios/), Clock and FakeClock. Refreshes are planned when they start and
 // read off the clock, and scheduled refreshes (settings.fire_schedules) are
 // started when a request for their dataset arrives, so a fake clock drives
 // everything. The control API under /_emulator/ offers the knobs over HTTP;

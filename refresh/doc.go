@@ -14,6 +14,16 @@
 // when it passes. Results carry the service's codes and a hint naming the
 // recipe step that fixes a failure.
 //
+// RunDataflow does the same for a Gen1 dataflow, whose POST answers with no
+// id: its transaction is told apart by comparing the dataflow's transaction
+// list before and after the POST (txnWindow), never adopting one it did not
+// start, then followed to its end; FollowDataflow and FindStartedDataflow
+// reattach and settle as Follow and FindStarted do for datasets.
+// ResolveWorkspace and ResolveDataset find ids by name (exact first, else a
+// unique case-insensitive match), Schedule and DisableSchedule read and
+// turn off a dataset's own Power BI schedule, and UpstreamDataflows lists
+// which dataflows a workspace's datasets read.
+//
 // It consumes TokenSource and SecretSource and knows nothing of cron,
 // configuration files or storage.
 package refresh

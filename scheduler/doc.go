@@ -3,8 +3,11 @@
 // because robfig's runner has no context, no injectable clock, one long
 // timer that drifts across suspend and clock steps, an empty recovery
 // chain, and DST behaviour we do not want. Main types: Schedule (Parse,
-// Next), Scheduler (New, Set, Run, Tick, Trigger, Wait), Job, Journal.
-// It knows nothing of Power BI: a job's work is a RunFunc. Slots are found
+// Next), Scheduler (New, Set, Run, Tick, Trigger, Wait; Hold and Resync
+// for runs settled or decided elsewhere; Start and Idle for runs another
+// job's end triggered), Job, Journal (LastSlots, when it offers it, reads
+// every job's last slot at once). It knows nothing of Power BI: a job's
+// work is a RunFunc. Slots are found
 // per zone period (the first match after an instant, directly), so a
 // per-second schedule costs about a microsecond a slot, DST days included.
 // The journal is written outside the scheduler's lock.

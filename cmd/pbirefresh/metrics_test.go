@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,6 +107,20 @@ func TestFreshnessCrossesStaleAfter(t *testing.T) {
 	}
 	if got := f.get("sales"); !got.Stale || got.Age != 27*time.Hour {
 		t.Fatalf("api view: %+v", got)
+	}
+	// The status page: the stale job first, with its badge and its age
+	// against the threshold.
+	stale := jobView{Name: "sales", Enabled: true}
+	stale.setFreshness(f.get("sales"))
+	fine := jobView{Name: "another", Enabled: true, LastStatus: pbirefresh.Completed}
+	views := []jobView{fine, stale}
+	slices.SortStableFunc(views, byUrgency)
+	rec := httptest.NewRecorder()
+	page(rec, 200, "overview", map[string]any{"Total": 2, "Stale": 1, "Jobs": views})
+	body := rec.Body.String()
+	if i, k := strings.Index(body, `id="job-sales"`), strings.Index(body, `id="job-another"`); i < 0 || k < i ||
+		!strings.Contains(body, `<span class="s s-stale">stale</span>`) || !strings.Contains(body, "27h ago (stale after 26h)") || !strings.Contains(body, "<span>1 stale</span>") {
+		t.Fatalf("overview does not show sales as stale, first:\n%s", body)
 	}
 	// A success: fresh again, one recovery.
 	if !f.ended("sales", pbirefresh.Completed, now) {

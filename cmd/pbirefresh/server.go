@@ -430,13 +430,18 @@ func (c *runCmd) jobView(ctx context.Context, j *configs.Job, recent int, deps [
 			break
 		}
 	}
-	f := c.fresh.get(j.Name)
+	v.setFreshness(c.fresh.get(j.Name))
+	return v, nil
+}
+
+// setFreshness fills in a job's health: last success, its age against
+// stale_after, failures in a row.
+func (v *jobView) setFreshness(f fresh) {
 	if !f.LastSuccess.IsZero() {
 		t := f.LastSuccess
 		v.LastSuccess = &t
 	}
 	v.Age, v.StaleAfter, v.Stale, v.Failures = f.Age.Seconds(), f.StaleAfter.Seconds(), f.Stale, f.Failures
-	return v, nil
 }
 
 func (c *runCmd) apiJobs(w http.ResponseWriter, r *http.Request) {

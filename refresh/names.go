@@ -210,6 +210,13 @@ func (c *Client) ResolveDataset(ctx context.Context, workspaceID, name string) (
 	if err != nil {
 		return DatasetInfo{}, err
 	}
+	return MatchDataset(list, workspaceID, name)
+}
+
+// MatchDataset applies ResolveDataset's rules to a workspace's datasets
+// listed already (a caller resolving many names in one workspace lists it
+// once).
+func MatchDataset(list []DatasetInfo, workspaceID, name string) (DatasetInfo, error) {
 	found, matches := pickByName(list, name, func(d DatasetInfo) string { return d.Name })
 	switch {
 	case len(matches) == 1:

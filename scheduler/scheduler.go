@@ -49,6 +49,10 @@ type RunFunc func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) err
 // Job is one scheduled job.
 type Job struct {
 	Name string
+	// Before, if set, decides a slot before the run takes a place under
+	// the limits (a job waiting for other jobs must not hold a place they
+	// need): false runs nothing, and Before has recorded why.
+	Before func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) bool
 	// Schedule is nil for a job that runs only when triggered.
 	Schedule *Schedule
 	Enabled  bool
@@ -404,7 +408,9 @@ func (s *Scheduler) fire(ctx context.Context, st *jobState, slot time.Time, kind
 	if note != "" {
 		attrs = append(attrs, "dst", note)
 	}
-	if kind != pbirefresh.Scheduled || note != "" {
+	// A run its upstreams triggered is fired on every replica and claimed
+	// by one: the winner's "refresh started" tells it.
+	if kind != pbirefresh.Scheduled && kind != pbirefresh.After || note != "" {
 		level = slog.LevelInfo
 	}
 	s.Logger.Log(context.Background(), level, "run fired", attrs...)
@@ -417,6 +423,10 @@ func (s *Scheduler) fire(ctx context.Context, st *jobState, slot time.Time, kind
 
 func (s *Scheduler) execute(ctx context.Context, st *jobState, job Job, slot time.Time, kind pbirefresh.Kind) {
 	defer s.wg.Done()
+	if job.Before != nil && !job.Before(ctx, slot, kind) {
+		s.done(ctx, st)
+		return
+	}
 	if release, ok := s.acquire(ctx, job.LimitKey); ok {
 		func() {
 			defer release()

@@ -583,3 +583,33 @@ func TestStartWaitsForTheJobToBeIdle(t *testing.T) {
 		t.Fatalf("%v", got)
 	}
 }
+
+// TestBeforeDecidesWithoutAPlace: a job whose Before waits (for other
+// jobs) holds no place under the limits meanwhile, so the job it waits for
+// can run; Before's false runs nothing.
+func TestBeforeDecidesWithoutAPlace(t *testing.T) {
+	s, _, _ := setup(t)
+	s.PerKey = 1
+	ctx := context.Background()
+	upstream := &recorder{started: make(chan struct{}, 1)}
+	gated := &recorder{}
+	open := make(chan bool)
+	s.Set(ctx, []scheduler.Job{
+		{Name: "gated", Enabled: true, LimitKey: "c", Run: gated.run, Before: func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) bool { return <-open }},
+		{Name: "up", Enabled: true, LimitKey: "c", Run: upstream.run},
+	})
+	s.Trigger(ctx, "gated") // waits in Before
+	s.Trigger(ctx, "up")
+	<-upstream.started // ran although gated fired first, with one place for both
+	open <- false
+	wait(s)
+	if len(gated.got()) != 0 {
+		t.Fatalf("gated ran although Before said no: %v", gated.got())
+	}
+	s.Trigger(ctx, "gated")
+	open <- true
+	wait(s)
+	if len(gated.got()) != 1 {
+		t.Fatalf("gated did not run when Before said yes: %v", gated.got())
+	}
+}

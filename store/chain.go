@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pbirefresh/pbirefresh"
@@ -36,6 +37,11 @@ func NewChain(after map[string][]string, scheduled func(job string) bool) *Chain
 			c.Triggers[up] = append(c.Triggers[up], job)
 		}
 	}
+	// Sorted, so every process locks a completion's dependents in the
+	// same order (two replicas never wait for each other's locks).
+	for _, ds := range c.Triggers {
+		slices.Sort(ds)
+	}
 	return c
 }
 
@@ -50,9 +56,12 @@ type ChainTx interface {
 	// writer and needs none).
 	Lock(ctx context.Context, job string) error
 	// Waiting returns the upstreams in ups that have not completed since
-	// job's last run (its newest run that was not skipped or missed,
-	// triggered ones included); with no such run, since ever.
+	// job's last run: its newest run that is triggered, in flight, or
+	// started a refresh (runs skipped, missed, or ended before any refresh
+	// existed do not count); with no such run, since ever.
 	Waiting(ctx context.Context, job string, ups []string) ([]string, error)
+	// Queued reports whether job has a triggered run not yet started.
+	Queued(ctx context.Context, job string) (bool, error)
 	// Insert records a run of job at slot, triggered (to run) or skipped,
 	// naming the upstream run that decided it. inserted is false when the
 	// slot is already taken (a run of job was decided for it before).
@@ -67,8 +76,10 @@ type Upstream struct {
 
 // Step applies the chain to the end of run id (job's, at slot): a
 // completion triggers each dependent whose other upstreams have completed
-// since its last run; any other end skips every dependent, and theirs in
-// turn, naming the upstream.
+// since its last run, unless one is already queued (at most one follow-up
+// waits, as with overlap: queue; when it starts it reads what every
+// upstream has completed by then); any other end skips every dependent,
+// and theirs in turn, naming the upstream.
 func (c *Chain) Step(ctx context.Context, tx ChainTx, job string, slot time.Time, id int64, status pbirefresh.Status) error {
 	if c.Empty() || len(c.Triggers[job]) == 0 {
 		return nil
@@ -83,6 +94,12 @@ func (c *Chain) Step(ctx context.Context, tx ChainTx, job string, slot time.Time
 				return err
 			}
 			if len(waiting) > 0 {
+				continue
+			}
+			if queued, err := tx.Queued(ctx, d); err != nil || queued {
+				if err != nil {
+					return err
+				}
 				continue
 			}
 			if _, _, err := tx.Insert(ctx, d, slot, pbirefresh.Triggered, Upstream{job, id}, "after "+job); err != nil {

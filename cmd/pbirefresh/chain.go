@@ -119,11 +119,13 @@ func (c *runCmd) dispatchLoop(ctx context.Context) {
 }
 
 // dispatch starts every triggered run whose job is idle here.
+// It runs even when the configuration has no after links any more, so
+// runs triggered before a reload still start.
 func (c *runCmd) dispatch(ctx context.Context) {
 	c.mu.Lock()
-	cfg, chain := c.cfg, c.chain
+	cfg := c.cfg
 	c.mu.Unlock()
-	if chain.Empty() || !c.scheduling.Load() {
+	if !c.scheduling.Load() || c.store.Gate() != nil {
 		return
 	}
 	runs, err := c.store.Triggered(ctx)
@@ -133,17 +135,36 @@ func (c *runCmd) dispatch(ctx context.Context) {
 		}
 		return
 	}
+	now := time.Now()
 	for _, r := range runs {
-		switch job := cfg.Job(r.Job); {
-		case job == nil:
-			c.dropTriggered(ctx, r, "the job is no longer in the configuration")
-		case !*job.Enabled:
-			c.dropTriggered(ctx, r, "the job is paused (enabled: false)")
-		default:
+		if until, ok := c.chainBackoff.Load(r.Job); ok && now.Before(until.(time.Time)) {
+			continue
+		}
+		job := cfg.Job(r.Job)
+		if job != nil && *job.Enabled {
+			c.strangers.Delete(r.ID)
 			c.sched.Start(c.base, r.Job, r.Slot, pbirefresh.After)
+			continue
+		}
+		// A job this replica does not know, or has paused, may be another
+		// replica's newer configuration (reloads reach replicas one by
+		// one): its runs are dropped only after strangerGrace.
+		first, _ := c.strangers.LoadOrStore(r.ID, now)
+		if now.Sub(first.(time.Time)) < strangerGrace {
+			continue
+		}
+		c.strangers.Delete(r.ID)
+		if job == nil {
+			c.dropTriggered(ctx, r, "the job is no longer in the configuration")
+		} else {
+			c.dropTriggered(ctx, r, "the job is paused (enabled: false)")
 		}
 	}
 }
+
+// strangerGrace is how long a triggered run of a job that is unknown or
+// paused here waits before it is recorded as skipped.
+const strangerGrace = 5 * time.Minute
 
 // dropTriggered records a triggered run that cannot run as skipped; its
 // own dependents are skipped with it.
@@ -158,6 +179,29 @@ func (c *runCmd) dropTriggered(ctx context.Context, r store.Run, why string) {
 	}
 	c.metrics.runs.WithLabelValues(r.Job, string(pbirefresh.Skipped)).Inc()
 	c.logger.Info("run skipped", "job", r.Job, "slot", r.Slot, "kind", pbirefresh.After, "reason", why)
+}
+
+// gateKey names a slot whose gate decided to run with a note.
+type gateKey struct {
+	job  string
+	slot time.Time
+}
+
+// upstreamBefore is the scheduler's Before of a scheduled job with after:
+// its gate, decided before the run takes a place under the limits.
+func (c *runCmd) upstreamBefore(job *configs.Job) func(context.Context, time.Time, pbirefresh.Kind) bool {
+	return func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) bool {
+		if kind != pbirefresh.Scheduled && kind != pbirefresh.CatchUp {
+			return true // manual runs are not gated
+		}
+		ctx, stop := c.memberContext(ctx)
+		defer stop()
+		note, ok := c.upstreamGate(ctx, job, slot, kind)
+		if ok && note != "" {
+			c.gateNotes.Store(gateKey{job.Name, slot}, note)
+		}
+		return ok
+	}
 }
 
 // upstreamGate decides a scheduled slot of a job with after: ok to run
@@ -200,6 +244,12 @@ func (c *runCmd) upstreamGate(ctx context.Context, job *configs.Job, slot time.T
 			return "", false
 		case <-c.ended():
 		case <-recheck.C:
+		}
+		// Another replica may have decided the slot meanwhile (its run
+		// then counts as the last run, and this one would wait in vain).
+		if last, ok, lerr := c.store.LastSlot(ctx, job.Name); lerr == nil && ok && !last.Before(slot) {
+			c.logger.Debug("slot decided elsewhere while waiting for upstreams", "job", job.Name, "slot", slot)
+			return "", false
 		}
 		waiting, err = c.store.Waiting(ctx, job.Name, job.After)
 		if err == nil && len(waiting) == 0 {

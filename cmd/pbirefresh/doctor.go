@@ -132,6 +132,10 @@ func (c *doctorCmd) Run(ctx context.Context) error {
 		for _, line := range d.upstreams(ctx, client, j, ds) {
 			fmt.Fprintf(c.stdout, "[info] %s\n", line)
 		}
+		for _, w := range d.linkErrs {
+			warn(w.what, w.fix)
+		}
+		d.linkErrs = nil
 		for _, w := range d.ordering(j, ds) {
 			warn(w.what, w.fix)
 		}
@@ -182,9 +186,10 @@ func orUnresolved(id string) string {
 
 // doctorJobs holds what doctor reads once per workspace.
 type doctorJobs struct {
-	cfg    *configs.Config
-	links  map[string][]refresh.DataflowLink // by workspace id
-	spaces map[string]refresh.Workspace
+	cfg      *configs.Config
+	links    map[string][]refresh.DataflowLink // by workspace id
+	spaces   map[string]refresh.Workspace
+	linkErrs []finding
 }
 
 type finding struct{ what, fix string }
@@ -234,7 +239,10 @@ func (d *doctorJobs) linksOf(ctx context.Context, client *refresh.Client, worksp
 	if l, ok := d.links[workspaceID]; ok {
 		return l
 	}
-	l, _ := client.UpstreamDataflows(ctx, workspaceID)
+	l, err := client.UpstreamDataflows(ctx, workspaceID)
+	if err != nil {
+		d.linkErrs = append(d.linkErrs, finding{fmt.Sprintf("workspace %s: its datasets' upstream dataflows could not be read, so the ordering check is skipped there: %v", workspaceID, err), pbirefresh.Hint(err)})
+	}
 	d.links[workspaceID] = l
 	return l
 }

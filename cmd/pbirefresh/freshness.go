@@ -121,6 +121,29 @@ func (f *freshness) all() map[string]fresh {
 	return out
 }
 
+// sync merges what the store says (with replicas, other replicas' runs
+// end too): a later success, and the failures in a row counted across
+// all of them. A job fresh again is no longer marked notified; the
+// replica whose run made it fresh told the recovery.
+func (f *freshness) sync(from map[string]store.Freshness) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	for name, s := range from {
+		j := f.jobs[name]
+		if j == nil {
+			continue
+		}
+		if s.LastSuccess.After(j.lastSuccess) {
+			j.lastSuccess = s.LastSuccess
+		}
+		j.failures = s.Failures
+		if j.notified && !f.at(j, now).Stale {
+			j.notified = false
+		}
+	}
+}
+
 // newlyStale returns the jobs that crossed their stale_after and have not
 // been notified yet, marking them notified: each crossing is told once.
 func (f *freshness) newlyStale() []string {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/configs"
 	"github.com/pbirefresh/pbirefresh/deploy"
 	"github.com/pbirefresh/pbirefresh/notify"
 	"github.com/pbirefresh/pbirefresh/refresh"
@@ -71,7 +72,7 @@ func TestFreshnessCrossesStaleAfter(t *testing.T) {
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
 	n := notify.New(http.DefaultClient, []notify.Target{{Name: "hook", Type: "webhook", URL: srv.URL, On: map[notify.Kind]bool{notify.Stale: true, notify.Recovery: true}}}, nil)
-	c := &runCmd{logger: slog.New(slog.DiscardHandler), fresh: f, notifier: n, metrics: newMetrics(func() *scheduler.Scheduler { return nil }, func() []string { return nil },
+	c := &runCmd{logger: slog.New(slog.DiscardHandler), fresh: f, notifier: n, cfg: &configs.Config{}, metrics: newMetrics(func() *scheduler.Scheduler { return nil }, func() []string { return nil },
 		func() (int, bool, bool) { return 1, true, true }, newHealthGauges(f.all, func() bool { return true }))}
 	gauge := func(name string) float64 {
 		fams, err := c.metrics.reg.Gather()
@@ -139,5 +140,19 @@ func TestFreshnessCrossesStaleAfter(t *testing.T) {
 	}
 	if gauge("pbirefresh_job_stale") != 0 {
 		t.Fatal("still stale after the success")
+	}
+	// With replicas, another replica's success reaches this one through
+	// the store: stale again, then a success recorded elsewhere.
+	now = now.Add(30 * time.Hour)
+	if got := f.newlyStale(); len(got) != 1 {
+		t.Fatalf("not stale again: %v", got)
+	}
+	f.sync(map[string]store.Freshness{"sales": {LastSuccess: now.Add(-time.Hour), Failures: 0}, "gone": {LastSuccess: now}})
+	if got := f.get("sales"); got.Stale || got.Age != time.Hour {
+		t.Fatalf("after sync: %+v", got)
+	}
+	now = now.Add(27 * time.Hour)
+	if got := f.newlyStale(); len(got) != 1 {
+		t.Fatalf("a new crossing after a sync is told again: %v", got)
 	}
 }

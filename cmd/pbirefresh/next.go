@@ -19,6 +19,7 @@ type nextCmd struct {
 	config, job    string
 	count          int
 	from           string
+	under          map[string][]string // dependents' lines, by upstream
 }
 
 func (c *nextCmd) ParseFlags(args []string) error {
@@ -113,6 +114,24 @@ func (c *nextCmd) Run(context.Context) error {
 // completes, and theirs in turn: each once, indented by its distance
 // from the slot's job, a job that joins several after the last of them.
 func (c *nextCmd) printDependents(cfg *configs.Config, deps map[string][]string, job string) {
+	if len(deps[job]) == 0 {
+		return
+	}
+	lines, ok := c.under[job]
+	if !ok {
+		lines = dependentLines(cfg, deps, job)
+		if c.under == nil {
+			c.under = map[string][]string{}
+		}
+		c.under[job] = lines
+	}
+	for _, l := range lines {
+		fmt.Fprintln(c.stdout, l)
+	}
+}
+
+// dependentLines are the lines printDependents prints under job's slots.
+func dependentLines(cfg *configs.Config, deps map[string][]string, job string) []string {
 	depth := map[string]int{job: 0}
 	// Relax depths along the after links; the graph is acyclic (validate
 	// refuses cycles), so as many passes as jobs suffice.
@@ -140,13 +159,15 @@ func (c *nextCmd) printDependents(cfg *configs.Config, deps map[string][]string,
 		}
 	}
 	sort.SliceStable(list, func(a, b int) bool { return depth[list[a].Name] < depth[list[b].Name] })
+	var out []string
 	for _, j := range list {
 		state := ""
 		if !*j.Enabled {
 			state = ", paused"
 		}
-		fmt.Fprintf(c.stdout, "%s  then %s  (after %s%s)\n", strings.Repeat("  ", depth[j.Name]), j.Name, strings.Join(j.After, ", "), state)
+		out = append(out, fmt.Sprintf("%s  then %s  (after %s%s)", strings.Repeat("  ", depth[j.Name]), j.Name, strings.Join(j.After, ", "), state))
 	}
+	return out
 }
 
 // dependents maps each job to the jobs its completion triggers: those

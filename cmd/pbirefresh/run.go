@@ -105,6 +105,11 @@ type runCmd struct {
 	names *names
 	// following holds the ids of the runs a goroutine here follows.
 	following sync.Map
+	// gateNotes carries what a job's upstream gate decided (job, slot) to
+	// its run; chainBackoff holds, per job, when the dispatcher may try
+	// its triggered runs again (busy elsewhere); strangers, when a
+	// triggered run of a job this replica does not know was first seen.
+	gateNotes, chainBackoff, strangers sync.Map
 	// builtinChecked: the start-up check of built-in schedules has run.
 	builtinChecked bool
 
@@ -208,6 +213,14 @@ func (c *runCmd) Run(ctx context.Context) error {
 		defer tick.Stop()
 		stale := time.NewTicker(15 * time.Second)
 		defer stale.Stop()
+		// With replicas, freshness is read from the store every 5 minutes
+		// (and before telling a crossing): other replicas' runs end too.
+		var syncTick <-chan time.Time
+		if cfg.State.Postgres != nil {
+			t := time.NewTicker(5 * time.Minute)
+			defer t.Stop()
+			syncTick = t.C
+		}
 		for {
 			select {
 			case <-ctx.Done():
@@ -218,6 +231,8 @@ func (c *runCmd) Run(ctx context.Context) error {
 				c.prune(ctx)
 			case <-stale.C:
 				c.checkStale()
+			case <-syncTick:
+				c.syncFreshness()
 			}
 		}
 	}()
@@ -350,8 +365,26 @@ func (c *runCmd) tell(ctx context.Context, job string, slot time.Time, id int64,
 // checkStale tells, once per crossing, about jobs whose last success is
 // older than their stale_after.
 func (c *runCmd) checkStale() {
-	for _, job := range c.fresh.newlyStale() {
+	stale := c.fresh.newlyStale()
+	if len(stale) == 0 {
+		return
+	}
+	c.mu.Lock()
+	shared := c.cfg.State.Postgres != nil
+	c.mu.Unlock()
+	if shared {
+		// Replicas: another one's success may not be known here yet, and
+		// one replica tells (the oldest alive), not all of them.
+		c.syncFreshness()
+		if !c.designated() {
+			return
+		}
+	}
+	for _, job := range stale {
 		f := c.fresh.get(job)
+		if !f.Stale {
+			continue
+		}
 		c.logger.Warn("job stale: no successful refresh within stale_after", "job", job, "last_success", f.LastSuccess, "stale_after", f.StaleAfter,
 			"hint", "see the job's recent runs on the status page or with `pbirefresh history --job "+job+"`")
 		if c.notifier != nil {
@@ -360,6 +393,36 @@ func (c *runCmd) checkStale() {
 				Hint:  "look at the job's recent runs: `pbirefresh history --job " + job + "`"})
 		}
 	}
+}
+
+// syncFreshness reads every job's last success and failures in a row from
+// the store: with replicas, runs end elsewhere too.
+func (c *runCmd) syncFreshness() {
+	ctx, cancel := context.WithTimeout(c.base, time.Minute)
+	defer cancel()
+	if health, err := c.store.Freshness(ctx); err == nil {
+		c.fresh.sync(health)
+	}
+}
+
+// designated reports whether this replica is the one that tells about
+// staleness: the oldest alive (no election; when it dies the next oldest
+// takes over, and a crossing told just before may be told again).
+func (c *runCmd) designated() bool {
+	ctx, cancel := context.WithTimeout(c.base, 10*time.Second)
+	defer cancel()
+	reps, err := c.store.Replicas(ctx)
+	if err != nil {
+		return true // better twice than never
+	}
+	var oldest *store.Replica
+	for i := range reps {
+		r := &reps[i]
+		if r.Alive && (oldest == nil || r.Started.Before(oldest.Started) || r.Started.Equal(oldest.Started) && r.ID < oldest.ID) {
+			oldest = r
+		}
+	}
+	return oldest == nil || oldest.Self
 }
 
 // jobNames lists the configured jobs, for metrics.
@@ -446,8 +509,12 @@ func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 			Effective configs.JobSettings
 		}{j, j.Effective})
 		version := sha256.Sum256(def)
+		var before func(context.Context, time.Time, pbirefresh.Kind) bool
+		if len(j.After) > 0 && j.Parsed != nil {
+			before = c.upstreamBefore(j)
+		}
 		jobs = append(jobs, scheduler.Job{
-			Name: j.Name, Schedule: j.Parsed, Enabled: *j.Enabled, Overlap: j.Effective.Overlap,
+			Name: j.Name, Schedule: j.Parsed, Enabled: *j.Enabled, Overlap: j.Effective.Overlap, Before: before,
 			CatchUp: j.Effective.CatchUp.D(), Jitter: j.Effective.Jitter.D(), JitterMode: j.Effective.JitterMode,
 			LimitKey: j.Credential, Run: c.runFunc(j, clients[j.Credential]), Version: string(version[:]),
 		})
@@ -567,11 +634,8 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 		ctx, stop := c.memberContext(ctx)
 		defer stop()
 		var note string
-		if len(job.After) > 0 && (kind == pbirefresh.Scheduled || kind == pbirefresh.CatchUp) {
-			var ok bool
-			if note, ok = c.upstreamGate(ctx, job, slot, kind); !ok {
-				return nil
-			}
+		if n, ok := c.gateNotes.LoadAndDelete(gateKey{job.Name, slot}); ok {
+			note = n.(string)
 		}
 		var id int64
 		var err error
@@ -584,10 +648,12 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 		case errors.Is(err, store.ErrDuplicate):
 			c.logger.Debug("slot already recorded; not triggered again", "job", job.Name, "slot", slot, "kind", kind)
 			return nil
-		case errors.Is(err, store.ErrBusy) && kind == pbirefresh.After:
+		case kind == pbirefresh.After && (errors.Is(err, store.ErrBusy) || errors.Is(err, store.ErrFenced)):
 			// It stays triggered, and starts when the run in flight (on
-			// another replica) has ended.
-			c.logger.Debug("triggered run waits for the job's run in flight", "job", job.Name, "slot", slot)
+			// another replica) has ended; the dispatcher asks again at its
+			// next sweep, not at once.
+			c.chainBackoff.Store(job.Name, time.Now().Add(chainSweep))
+			c.logger.Debug("triggered run waits for the job's run in flight", "job", job.Name, "slot", slot, "error", err)
 			return nil
 		case errors.Is(err, store.ErrBusy):
 			// With replicas, the job's previous run may be in flight on
@@ -606,7 +672,9 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 			}
 			return fmt.Errorf("record run of %s: %w", job.Name, err)
 		}
-		c.following.Store(id, true)
+		if _, dup := c.following.LoadOrStore(id, true); dup {
+			return nil // settled as a stray meanwhile: followed there
+		}
 		c.metrics.inFlight.Inc()
 		defer c.metrics.inFlight.Dec()
 		pol := c.policy(job, slot, kind)
@@ -764,6 +832,8 @@ func (c *runCmd) follow(ctx context.Context, runs []store.Run) {
 			if err != nil {
 				if ctx.Err() == nil {
 					c.finish(ctx, r.Job, r.Slot, r.ID, failed(fmt.Errorf("could not resolve the names to settle an interrupted run: %w", err)))
+				} else {
+					c.following.Delete(r.ID)
 				}
 				return
 			}

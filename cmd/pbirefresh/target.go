@@ -72,7 +72,7 @@ func (n *names) of(ctx context.Context, j *configs.Job, client *refresh.Client, 
 	r, ok := n.ids[j.Name]
 	n.mu.Unlock()
 	if !ok || r.key != key || fresh || r.err != nil && n.now().Sub(r.at) >= retryFailedLookup {
-		r = n.resolve(ctx, j, client, key, ok && r.key == key && r.err == nil, r)
+		r = n.resolve(ctx, j, client, key, ok && r.key == key && r.err == nil, r, nil)
 	}
 	if r.err != nil {
 		return target{}, r.err
@@ -85,17 +85,17 @@ func (n *names) of(ctx context.Context, j *configs.Job, client *refresh.Client, 
 
 // resolve looks the job's names up and remembers the answer; before is
 // the previous good answer, if any, to log a change.
-func (n *names) resolve(ctx context.Context, j *configs.Job, client *refresh.Client, key string, had bool, before resolvedIDs) resolvedIDs {
+func (n *names) resolve(ctx context.Context, j *configs.Job, client *refresh.Client, key string, had bool, before resolvedIDs, memo *lookups) resolvedIDs {
 	r := resolvedIDs{key: key, at: n.now(), workspaceID: j.WorkspaceID, itemID: j.DatasetID}
 	if j.Workspace != "" {
-		ws, err := client.ResolveWorkspace(ctx, j.Workspace)
+		ws, err := memo.workspace(ctx, client, j.Credential, j.Workspace)
 		if err != nil {
 			r.err = err
 		}
 		r.workspaceID = ws.ID
 	}
 	if r.err == nil && j.Dataset != "" {
-		ds, err := client.ResolveDataset(ctx, r.workspaceID, j.Dataset)
+		ds, err := memo.dataset(ctx, client, j.Credential, r.workspaceID, j.Dataset)
 		if err != nil {
 			r.err = err
 		}
@@ -103,6 +103,13 @@ func (n *names) resolve(ctx context.Context, j *configs.Job, client *refresh.Cli
 	}
 	if ctx.Err() != nil {
 		return r // shutting down: remember nothing
+	}
+	if r.err != nil && had && !errors.Is(r.err, refresh.ErrNameNotFound) && !errors.Is(r.err, refresh.ErrNameAmbiguous) {
+		// A passing fault (throttling, network) does not undo names that
+		// resolved: keep the ids, and look again at the next reload or 404.
+		n.logger.Warn("names could not be looked up again; keeping the ids they resolved to", "job", j.Name, "error", r.err)
+		before.at = r.at
+		return before
 	}
 	n.mu.Lock()
 	n.ids[j.Name] = r
@@ -137,6 +144,19 @@ func (n *names) peek(j *configs.Job) (workspaceID, itemID string, err error) {
 	return r.workspaceID, r.itemID, r.err
 }
 
+// resolveIn resolves one job in a pass (resolveAll) unless its names are
+// resolved already.
+func (n *names) resolveIn(ctx context.Context, j *configs.Job, client *refresh.Client, memo *lookups) {
+	key := nameKey(j)
+	n.mu.Lock()
+	r, ok := n.ids[j.Name]
+	n.mu.Unlock()
+	if ok && r.key == key && r.err == nil {
+		return
+	}
+	n.resolve(ctx, j, client, key, false, r, memo)
+}
+
 // forget drops the jobs no longer configured.
 func (n *names) forget(keep map[string]bool) {
 	n.mu.Lock()
@@ -148,9 +168,56 @@ func (n *names) forget(keep map[string]bool) {
 	}
 }
 
-// resolveAll resolves the named jobs in the background, a few at a time.
+// lookups remembers, for one pass over many jobs, each workspace name's
+// answer and each workspace's dataset list: 10,000 jobs in one workspace
+// cost two requests, not 20,000. A nil *lookups asks every time.
+type lookups struct {
+	mu         sync.Mutex
+	workspaces map[string]func() (refresh.Workspace, error)
+	datasets   map[string]func() ([]refresh.DatasetInfo, error)
+}
+
+func newLookups() *lookups {
+	return &lookups{workspaces: map[string]func() (refresh.Workspace, error){}, datasets: map[string]func() ([]refresh.DatasetInfo, error){}}
+}
+
+func (l *lookups) workspace(ctx context.Context, client *refresh.Client, cred, name string) (refresh.Workspace, error) {
+	if l == nil {
+		return client.ResolveWorkspace(ctx, name)
+	}
+	l.mu.Lock()
+	f, ok := l.workspaces[cred+"\x00"+name]
+	if !ok {
+		f = sync.OnceValues(func() (refresh.Workspace, error) { return client.ResolveWorkspace(ctx, name) })
+		l.workspaces[cred+"\x00"+name] = f
+	}
+	l.mu.Unlock()
+	return f()
+}
+
+func (l *lookups) dataset(ctx context.Context, client *refresh.Client, cred, workspaceID, name string) (refresh.DatasetInfo, error) {
+	if l == nil {
+		return client.ResolveDataset(ctx, workspaceID, name)
+	}
+	l.mu.Lock()
+	f, ok := l.datasets[cred+"\x00"+workspaceID]
+	if !ok {
+		f = sync.OnceValues(func() ([]refresh.DatasetInfo, error) { return client.Datasets(ctx, workspaceID) })
+		l.datasets[cred+"\x00"+workspaceID] = f
+	}
+	l.mu.Unlock()
+	list, err := f()
+	if err != nil {
+		return refresh.DatasetInfo{}, err
+	}
+	return refresh.MatchDataset(list, workspaceID, name)
+}
+
+// resolveAll resolves the named jobs in the background, a few at a time,
+// each workspace looked up once.
 func (n *names) resolveAll(ctx context.Context, jobs []*configs.Job, clients map[string]*refresh.Client) {
 	sem := make(chan struct{}, 4)
+	memo := newLookups()
 	var wg sync.WaitGroup
 	for _, j := range jobs {
 		if !usesNames(j) {
@@ -165,9 +232,7 @@ func (n *names) resolveAll(ctx context.Context, jobs []*configs.Job, clients map
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			lctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			defer cancel()
-			n.of(lctx, j, clients[j.Credential], false)
+			n.resolveIn(ctx, j, clients[j.Credential], memo)
 		}()
 	}
 	wg.Wait()

@@ -35,15 +35,21 @@ func (t chainTx) Lock(ctx context.Context, job string) error {
 	return err
 }
 
+func (t chainTx) Queued(ctx context.Context, job string) (bool, error) {
+	var queued bool
+	err := t.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pbirefresh_runs WHERE job = $1 AND status = 'triggered')`, job).Scan(&queued)
+	return queued, err
+}
+
 func (t chainTx) Waiting(ctx context.Context, job string, ups []string) ([]string, error) {
 	return waiting(ctx, t.tx, job, ups)
 }
 
-// waiting: the upstreams not completed since job's newest run that was
-// not skipped or missed, both instants on the database's clock.
+// waiting: the upstreams not completed since job's last run (see
+// store.ChainTx), both instants on the database's clock.
 func waiting(ctx context.Context, q queryRower, job string, ups []string) ([]string, error) {
 	var ref *int64
-	if err := q.QueryRow(ctx, `SELECT max(queued) FROM pbirefresh_runs WHERE job = $1 AND status NOT IN ('skipped', 'missed')`, job).Scan(&ref); err != nil {
+	if err := q.QueryRow(ctx, `SELECT max(queued) FROM pbirefresh_runs WHERE job = $1 AND (status IN ('triggered', 'pending', 'running', 'completed') OR refresh_id <> '')`, job).Scan(&ref); err != nil {
 		return nil, err
 	}
 	var since int64

@@ -432,14 +432,15 @@ func (s *Store) owned(ctx context.Context, sql string, args pgx.NamedArgs) error
 
 // SetRefresh records the refresh id of a run: it is now in flight.
 func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) error {
-	return s.owned(ctx, `UPDATE pbirefresh_runs SET refresh_id = @refresh, status = 'running' WHERE id = @id`,
+	return s.owned(ctx, `UPDATE pbirefresh_runs SET refresh_id = @refresh, status = 'running' WHERE id = @id AND status IN ('pending', 'running')`,
 		pgx.NamedArgs{"refresh": refreshID, "id": id})
 }
 
 // finishSQL writes a run's outcome if this replica owns the run.
 const finishSQL = `UPDATE pbirefresh_runs SET status = @status, refresh_id = CASE WHEN @refresh = '' THEN refresh_id ELSE @refresh END,
 	ended = @ended, polls = polls + @polls, error = @error, code = @code, hint = @hint, note = @note,
-	service_start = @sstart, service_end = @send, done = CASE WHEN @status = 'completed' THEN ` + dbNow + ` ELSE 0 END WHERE id = @id`
+	service_start = @sstart, service_end = @send, done = CASE WHEN @status = 'completed' THEN ` + dbNow + ` ELSE 0 END
+	WHERE id = @id AND status IN ('triggered', 'pending', 'running')`
 
 // Finish writes a run's outcome and, in the same transaction, what it
 // means for the jobs that run after this one (see SetChain).
@@ -454,7 +455,15 @@ func (s *Store) Finish(ctx context.Context, id int64, o store.Outcome) error {
 		return err
 	}
 	args["owner"] = s.self()
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	// READ COMMITTED whatever the database's default: after the lock, the
+	// next statement must see what the lock's previous holder committed.
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, func(tx pgx.Tx) error {
+		// A transaction stuck holding a dependent's lock (a paused VM)
+		// must not stall every other end for ever: this one fails after
+		// lock_timeout, and its writer retries it.
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'`); err != nil {
+			return err
+		}
 		var job string
 		var slot int64
 		err := tx.QueryRow(ctx, finishSQL+` AND owner = @owner AND `+leaseHeld+` RETURNING job, slot`, args).Scan(&job, &slot)
@@ -641,7 +650,9 @@ func (s *Store) Prune(ctx context.Context, keep int, maxAge time.Duration) (int6
 	if err := s.Gate(); err != nil {
 		return 0, err
 	}
-	tag, err := s.pool.Exec(ctx, `DELETE FROM pbirefresh_runs WHERE status NOT IN ('triggered', 'pending', 'running') AND id IN (
+	tag, err := s.pool.Exec(ctx, `DELETE FROM pbirefresh_runs WHERE status NOT IN ('triggered', 'pending', 'running')
+		AND id NOT IN (SELECT max(id) FROM pbirefresh_runs WHERE status = 'completed' GROUP BY job)
+		AND id NOT IN (SELECT max(id) FROM pbirefresh_runs WHERE refresh_id <> '' GROUP BY job) AND id IN (
 		SELECT id FROM (SELECT id, slot, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn FROM pbirefresh_runs) ranked
 		WHERE rn > $1 OR slot < $2)`, keep, nanos(s.now().Add(-maxAge)))
 	if err != nil {

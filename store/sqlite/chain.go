@@ -32,12 +32,13 @@ func (t chainTx) Waiting(ctx context.Context, job string, ups []string) ([]strin
 	return waiting(ctx, t.c, job, ups)
 }
 
-// waiting: the upstreams not completed since job's newest run that was
-// not skipped or missed. Completions are compared by their end, on the
-// store's clock, with the instant that run was decided (queued).
+// waiting: the upstreams not completed since job's last run (see
+// store.ChainTx). Completions are compared by their end, on the store's
+// clock, with the instant that run was decided (queued); the one writer
+// takes both readings at commit time, so their order is the commits'.
 func waiting(ctx context.Context, q querier, job string, ups []string) ([]string, error) {
 	var ref sql.NullInt64
-	if err := q.QueryRowContext(ctx, `SELECT max(queued) FROM runs WHERE job = ? AND status NOT IN ('skipped', 'missed')`, job).Scan(&ref); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT max(queued) FROM runs WHERE job = ? AND (`+lastRunSQL+`)`, job).Scan(&ref); err != nil {
 		return nil, err
 	}
 	var out []string
@@ -53,6 +54,19 @@ func waiting(ctx context.Context, q querier, job string, ups []string) ([]string
 	}
 	return out, nil
 }
+
+func (t chainTx) Queued(ctx context.Context, job string) (bool, error) {
+	var one int
+	err := t.c.QueryRowContext(ctx, `SELECT 1 FROM runs WHERE job = ? AND status = 'triggered' LIMIT 1`, job).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// lastRunSQL selects the runs that count as a job's last run for its
+// upstreams: waiting, in flight, or having started a refresh.
+const lastRunSQL = `status IN ('triggered', 'pending', 'running', 'completed') OR refresh_id != ''`
 
 func (t chainTx) Insert(ctx context.Context, job string, slot time.Time, status pbirefresh.Status, up store.Upstream, note string) (int64, bool, error) {
 	var queued, ended int64

@@ -238,10 +238,10 @@ func (s *Store) openWriter(ctx context.Context, h Holder) error {
 		sql  string
 	}{
 		{&s.begin, `INSERT INTO runs (job, slot, kind, status, posted, ended, note, queued) VALUES (?, ?, ?, ?, ?, ?, ?, ?5)`},
-		{&s.setRefresh, `UPDATE runs SET refresh_id = ?, status = ? WHERE id = ?`},
+		{&s.setRefresh, `UPDATE runs SET refresh_id = ?, status = ? WHERE id = ? AND status IN ('pending', 'running')`},
 		{&s.finish, `UPDATE runs SET status = ?, refresh_id = CASE WHEN ? = '' THEN refresh_id ELSE ? END,
-			ended = ?, polls = polls + ?, error = ?, code = ?, hint = ?, note = ?, service_start = ?, service_end = ? WHERE id = ?
-			RETURNING job, slot`},
+			ended = ?, polls = polls + ?, error = ?, code = ?, hint = ?, note = ?, service_start = ?, service_end = ?
+			WHERE id = ? AND status IN ('triggered', 'pending', 'running') RETURNING job, slot`},
 	} {
 		if *p.stmt, err = s.conn.PrepareContext(ctx, p.sql); err != nil {
 			return classify(s.path, err)
@@ -471,16 +471,18 @@ func (s *Store) Finish(ctx context.Context, id int64, o store.Outcome) error {
 	if s.w == nil {
 		return errReadOnly
 	}
-	now := s.now()
 	chain := s.chain.Load()
 	return s.submit(ctx, false, func(ctx context.Context, c *sql.Conn) error {
+		// Read at commit time: ends and the runs they trigger are then
+		// stamped in the order they commit.
+		now := s.now()
 		return s.savepoint(ctx, c, func() error {
 			var job string
 			var slot int64
 			err := s.finish.QueryRowContext(ctx, string(o.Status), o.RefreshID, o.RefreshID, nanos(now), o.Polls, o.Error, o.Code, o.Hint, o.Note,
 				nanos(o.ServiceStart), nanos(o.ServiceEnd), id).Scan(&job, &slot)
 			if errors.Is(err, sql.ErrNoRows) {
-				return nil // pruned, or never recorded: nothing to chain
+				return nil // already ended (a retried write), pruned, or never recorded: nothing to do
 			}
 			if err != nil {
 				return err
@@ -683,7 +685,11 @@ func (s *Store) Prune(ctx context.Context, keep int, maxAge time.Duration) (int6
 	cutoff := nanos(s.now().Add(-maxAge))
 	var n int64
 	err := s.submit(ctx, true, func(ctx context.Context, c *sql.Conn) error {
-		res, err := c.ExecContext(ctx, `DELETE FROM runs WHERE status NOT IN (?, ?, ?) AND id IN (
+		// A job's newest completed run and newest refresh stay whatever
+		// their age: its upstreams' readiness is measured from them.
+		res, err := c.ExecContext(ctx, `DELETE FROM runs WHERE status NOT IN (?, ?, ?)
+			AND id NOT IN (SELECT max(id) FROM runs WHERE status = 'completed' GROUP BY job)
+			AND id NOT IN (SELECT max(id) FROM runs WHERE refresh_id != '' GROUP BY job) AND id IN (
 			SELECT id FROM (SELECT id, slot, row_number() OVER (PARTITION BY job ORDER BY slot DESC) AS rn FROM runs)
 			WHERE rn > ? OR slot < ?)`, string(pbirefresh.Pending), string(pbirefresh.Running), string(pbirefresh.Triggered), keep, cutoff)
 		if err == nil {

@@ -419,6 +419,12 @@ func chain(t *testing.T, open Opener) {
 		got[0].Upstream != "b" || got[0].UpstreamRun != bID {
 		t.Fatalf("want d triggered by b's run %d at b's slot, got %+v", bID, got)
 	}
+	// b completes again while d waits: still one queued run of d, which
+	// will read both completions when it starts.
+	run("b", bSlot.Add(time.Minute), pbirefresh.Completed)
+	if got := triggered(t, s); len(got) != 1 {
+		t.Fatalf("a second queued run of d: %+v", got)
+	}
 	// A run of d is in flight: the triggered one waits.
 	busy, err := s.Begin(ctx, "d", T0.Add(-time.Hour), pbirefresh.Manual)
 	must(t, err)
@@ -481,6 +487,23 @@ func chain(t *testing.T, open Opener) {
 	if got := triggered(t, s); len(got) != 1 || got[0].Job != "d" {
 		t.Fatalf("want d triggered after b's rerun, got %+v", got)
 	}
+	// d's run fails before any refresh existed (a name that resolves to
+	// nothing): it does not count as d's last run, so the upstreams' ends
+	// before it still count; a refresh that failed in the service does.
+	dID, err = s.Claim(ctx, "d", bSlot.Add(day+time.Hour))
+	must(t, err)
+	must(t, s.Finish(ctx, dID, store.Outcome{Status: pbirefresh.Error, Error: "no dataset named"}))
+	if w, err := s.Waiting(ctx, "d", []string{"a", "b"}); err != nil || len(w) != 0 {
+		t.Fatalf("d waiting %v %v after a run that started nothing, want none", w, err)
+	}
+	failed, err := s.Begin(ctx, "d", T0.Add(3*day), pbirefresh.Manual)
+	must(t, err)
+	must(t, s.SetRefresh(ctx, failed, "r-d"))
+	must(t, s.Finish(ctx, failed, store.Outcome{Status: pbirefresh.Failed}))
+	if w, err := s.Waiting(ctx, "d", []string{"a", "b"}); err != nil || fmt.Sprint(w) != "[a b]" {
+		t.Fatalf("d waiting %v %v after a refresh that failed, want [a b]", w, err)
+	}
+	run("b", T0.Add(3*day+time.Hour), pbirefresh.Completed)
 	// f is scheduled: never triggered, and now waits for nothing (a
 	// completed, f never ran); after f runs, it waits for a again.
 	fID, err := s.Begin(ctx, "f", T0.Add(2*day), pbirefresh.Scheduled)
@@ -489,11 +512,23 @@ func chain(t *testing.T, open Opener) {
 	if w, err := s.Waiting(ctx, "f", []string{"a"}); err != nil || fmt.Sprint(w) != "[a]" {
 		t.Fatalf("f waiting %v %v, want [a]", w, err)
 	}
-	// Triggered runs are never pruned.
+	// Triggered runs are never pruned, nor a job's newest completed run
+	// and newest refresh (readiness is measured from them).
+	if got := triggered(t, s); len(got) != 0 {
+		t.Fatalf("triggered before prune: %+v", got)
+	}
+	run("a", T0.Add(4*day), pbirefresh.Completed)
+	run("b", T0.Add(4*day), pbirefresh.Completed)
 	_, err = s.Prune(ctx, 0, 0)
 	must(t, err)
-	if got := triggered(t, s); len(got) != 1 {
+	if got := triggered(t, s); len(got) != 1 || got[0].Job != "d" {
 		t.Fatalf("prune removed a triggered run: %+v", got)
+	}
+	if w, err := s.Waiting(ctx, "e", []string{"d"}); err != nil || fmt.Sprint(w) != "[d]" {
+		t.Fatalf("e waiting %v %v after prune, want [d]", w, err)
+	}
+	if w, err := s.Waiting(ctx, "f", []string{"a"}); err != nil || len(w) != 0 {
+		t.Fatalf("f waiting %v %v after prune: a's newest completion was pruned", w, err)
 	}
 }
 

@@ -344,19 +344,29 @@ func (s *Store) insert(ctx context.Context, job string, slot time.Time, kind pbi
 	args := pgx.NamedArgs{"job": job, "slot": nanos(slot), "kind": string(kind), "status": string(status), "posted": nanos(posted),
 		"ended": nanos(ended), "note": note, "owner": s.self()}
 	for attempt := 0; ; attempt++ {
-		var id int64
-		err := s.pool.QueryRow(ctx, `INSERT INTO pbirefresh_runs (job, slot, kind, status, posted, ended, note, owner, queued)
-			SELECT @job, @slot, @kind, @status, @posted, @ended, @note, @owner, CASE WHEN @status = 'pending' THEN `+dbNow+` ELSE 0 END
-			WHERE `+leaseHeld+` ON CONFLICT DO NOTHING RETURNING id`, args).Scan(&id)
+		// One round trip: the insert, and, for a loser, why it lost.
+		var id *int64
+		var taken, busy bool
+		err := s.pool.QueryRow(ctx, `WITH ins AS (
+				INSERT INTO pbirefresh_runs (job, slot, kind, status, posted, ended, note, owner, queued)
+				SELECT @job, @slot, @kind, @status, @posted, @ended, @note, @owner, CASE WHEN @status = 'pending' THEN `+dbNow+` ELSE 0 END
+				WHERE `+leaseHeld+` ON CONFLICT DO NOTHING RETURNING id)
+			SELECT (SELECT id FROM ins),
+				EXISTS (SELECT 1 FROM pbirefresh_runs WHERE job = @job AND slot = @slot),
+				EXISTS (SELECT 1 FROM pbirefresh_runs WHERE job = @job AND status IN ('pending', 'running'))`, args).Scan(&id, &taken, &busy)
 		switch {
-		case err == nil:
-			return id, nil
-		case !errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
 			return 0, uniqueErr(err)
+		case id != nil:
+			return *id, nil
+		case taken:
+			return 0, store.ErrDuplicate
+		case busy && status.InFlight():
+			return 0, store.ErrBusy
 		}
+		// Neither taken nor busy as this statement saw them: the lease,
+		// or a row committed while it ran; ask again.
 		err = s.whyNotInserted(ctx, job, slot, status)
-		// Neither taken nor busy: the lease, or a run of the job that
-		// ended between the insert and the question; ask again.
 		if !errors.Is(err, store.ErrFenced) || attempt == 2 || s.Gate() != nil {
 			return 0, err
 		}

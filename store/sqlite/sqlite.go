@@ -476,7 +476,7 @@ func (s *Store) Finish(ctx context.Context, id int64, o store.Outcome) error {
 		// Read at commit time: ends and the runs they trigger are then
 		// stamped in the order they commit.
 		now := s.now()
-		return s.savepoint(ctx, c, func() error {
+		end := func() error {
 			var job string
 			var slot int64
 			err := s.finish.QueryRowContext(ctx, string(o.Status), o.RefreshID, o.RefreshID, nanos(now), o.Polls, o.Error, o.Code, o.Hint, o.Note,
@@ -488,7 +488,11 @@ func (s *Store) Finish(ctx context.Context, id int64, o store.Outcome) error {
 				return err
 			}
 			return chain.Step(ctx, chainTx{s, c, now}, job, fromNanos(slot), id, o.Status)
-		})
+		}
+		if chain.Empty() {
+			return end() // one statement: nothing to keep together
+		}
+		return s.savepoint(ctx, c, end)
 	})
 }
 

@@ -304,6 +304,9 @@ func (e *Emulator) middleware(rt route) http.Handler {
 				panic(http.ErrAbortHandler)
 			}
 			if !wait(r.Context(), f.Latency.D()) {
+				// The client went away (killed, paused past its
+				// timeout): the request took effect, no answer left.
+				entry.Error = fmt.Sprintf("handled (status %d), the client left before the answer", rec.status)
 				return
 			}
 			for k, v := range rec.header {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +39,9 @@ func TestContainerImage(t *testing.T) {
 	}
 	cf, _ := os.ReadFile("../../deploy/container/Containerfile")
 	os.WriteFile(filepath.Join(dir, "Containerfile"), cf, 0o644)
-	tag := "localhost/pbirefresh:e2e"
+	// A tag of its own: 'podman rmi -f' at the end of another run of this
+	// test (two suites at once) would otherwise stop this run's container.
+	tag := fmt.Sprintf("localhost/pbirefresh:e2e-%d", os.Getpid())
 	if out, err := exec.Command(podman, "build", "-q", "-t", tag, "-f", filepath.Join(dir, "Containerfile"), dir).CombinedOutput(); err != nil {
 		t.Fatalf("podman build: %v\n%s", err, out)
 	}

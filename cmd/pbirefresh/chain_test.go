@@ -64,16 +64,16 @@ jobs:
 var chainEnv = []string{"IDENTITY_HEADER=demo-identity-header"}
 
 // requestLog reads the emulator's request log.
-func requestLog(t *testing.T, hc *http.Client, base string) []emulator.Request {
-	t.Helper()
+func requestLog(tb testing.TB, hc *http.Client, base string) []emulator.Request {
+	tb.Helper()
 	res, err := hc.Get(base + "/_emulator/requests")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer res.Body.Close()
 	var reqs []emulator.Request
 	if err := json.NewDecoder(res.Body).Decode(&reqs); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return reqs
 }

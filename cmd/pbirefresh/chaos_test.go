@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	binenc "encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +24,6 @@ import (
 	"time"
 
 	"github.com/pbirefresh/pbirefresh"
-	"github.com/pbirefresh/pbirefresh/emulator"
 	"github.com/pbirefresh/pbirefresh/scheduler"
 	"github.com/pbirefresh/pbirefresh/store"
 	"github.com/pbirefresh/pbirefresh/store/postgres"
@@ -242,6 +240,54 @@ func slogTime(line string) time.Time {
 	}
 	t, _ := time.Parse(time.RFC3339Nano, v)
 	return t
+}
+
+// replicaSet is the replicas of one chaos test: each a process of its
+// own, reaching PostgreSQL through a TCP proxy the test can cut, with the
+// configuration haConfig writes, passed through edit (nil: as written).
+type replicaSet struct {
+	reps           []*replicaProc
+	url, ca, dbURL string
+	srv            *pgtest.Server
+	ttl            time.Duration
+	edit           func(string) string
+}
+
+func newReplicaSet(t *testing.T, n int, dir string, env []string, srv *pgtest.Server, dbURL, url, ca string, ttl time.Duration, edit func(string) string) *replicaSet {
+	if edit == nil {
+		edit = func(cfg string) string { return cfg }
+	}
+	rs := &replicaSet{url: url, ca: ca, dbURL: dbURL, srv: srv, ttl: ttl, edit: edit}
+	for i := 0; i < n; i++ {
+		p := newTCPProxy(t, fmt.Sprintf("127.0.0.1:%d", srv.Port))
+		r := &replicaProc{t: t, idx: i, cfg: filepath.Join(dir, fmt.Sprintf("r%d.yaml", i)), env: env, proxy: p}
+		rs.reps = append(rs.reps, r)
+		rs.write(r, true)
+		t.Cleanup(r.cleanup)
+	}
+	return rs
+}
+
+// write gives a replica its configuration, with every job enabled or
+// every job paused.
+func (rs *replicaSet) write(r *replicaProc, enabled bool) {
+	cfg := rs.edit(haConfig(rs.url, rs.ca, viaProxy(rs.dbURL, rs.srv.Port, r.proxy.Port()), "off", rs.ttl, enabled))
+	if err := os.WriteFile(r.cfg, []byte(cfg), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// pauseJobs disables every job on every replica (SIGHUP, each waited
+// for): no new slots; the runs in flight are followed to their end.
+func (rs *replicaSet) pauseJobs() {
+	for _, r := range rs.reps {
+		rs.write(r, false)
+	}
+	for _, r := range rs.reps {
+		mark := r.mark()
+		r.signal(syscall.SIGHUP)
+		r.waitFor(mark, 20*time.Second, "configuration reloaded")
+	}
 }
 
 // replicaProc is one replica: a config, a proxy to the database, and the
@@ -585,16 +631,8 @@ func TestChaosReplicasExactlyOnce(t *testing.T) {
 		t.Fatalf("set faults: %v", err)
 	}
 
-	reps := make([]*replicaProc, 3)
-	for i := range reps {
-		p := newTCPProxy(t, fmt.Sprintf("127.0.0.1:%d", srv.Port))
-		r := &replicaProc{t: t, idx: i, cfg: filepath.Join(dir, fmt.Sprintf("r%d.yaml", i)), env: env, proxy: p}
-		if err := os.WriteFile(r.cfg, []byte(haConfig(url, ca, viaProxy(dbURL, srv.Port, p.Port()), "off", ttl, true)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(r.cleanup)
-		reps[i] = r
-	}
+	set := newReplicaSet(t, 3, dir, env, srv, dbURL, url, ca, ttl, nil)
+	reps := set.reps
 	for _, r := range reps {
 		r.start()
 	}
@@ -680,16 +718,7 @@ func TestChaosReplicasExactlyOnce(t *testing.T) {
 	// No new slots: every job disabled on every replica; the runs in
 	// flight are followed (or adopted) to their end.
 	windowEnd := time.Now().Add(-time.Second)
-	for _, r := range reps {
-		if err := os.WriteFile(r.cfg, []byte(haConfig(url, ca, viaProxy(dbURL, srv.Port, r.proxy.Port()), "off", ttl, false)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, r := range reps {
-		mark := r.mark()
-		r.signal(syscall.SIGHUP)
-		r.waitFor(mark, 20*time.Second, "configuration reloaded")
-	}
+	set.pauseJobs()
 	settleBegan := time.Now()
 	var runs []store.Run
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
@@ -726,15 +755,7 @@ func TestChaosReplicasExactlyOnce(t *testing.T) {
 	}
 
 	// The emulator's side: every refresh a POST created, by dataset.
-	res, err := hc.Get(url + "/_emulator/requests")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reqs []emulator.Request
-	if err := json.NewDecoder(res.Body).Decode(&reqs); err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	reqs := requestLog(t, hc, url)
 	if len(reqs) == 0 || reqs[0].Seq != 0 {
 		t.Fatalf("the emulator's request log does not start at the beginning (%d entries)", len(reqs))
 	}
@@ -1034,15 +1055,9 @@ func TestChaosShortDatabaseBlips(t *testing.T) {
 	url, ca, _ := emulatorProcess(t, dir)
 	env := append(os.Environ(), "IDENTITY_ENDPOINT="+url+"/msi/token", "IDENTITY_HEADER=demo-identity-header")
 	ctx := context.Background()
-	reps := make([]*replicaProc, 2)
-	for i := range reps {
-		p := newTCPProxy(t, fmt.Sprintf("127.0.0.1:%d", srv.Port))
-		r := &replicaProc{t: t, idx: i, cfg: filepath.Join(dir, fmt.Sprintf("r%d.yaml", i)), env: env, proxy: p}
-		if err := os.WriteFile(r.cfg, []byte(haConfig(url, ca, viaProxy(dbURL, srv.Port, p.Port()), "off", ttl, true)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(r.cleanup)
-		reps[i] = r
+	set := newReplicaSet(t, 2, dir, env, srv, dbURL, url, ca, ttl, nil)
+	reps := set.reps
+	for _, r := range reps {
 		r.start()
 	}
 	st, err := postgres.Open(ctx, dbURL, postgres.Options{ReadOnly: true})
@@ -1054,14 +1069,7 @@ func TestChaosShortDatabaseBlips(t *testing.T) {
 		reps[0].proxy.cut(700 * time.Millisecond)
 		time.Sleep(1900 * time.Millisecond) // deliberate: the blips
 	}
-	for _, r := range reps {
-		if err := os.WriteFile(r.cfg, []byte(haConfig(url, ca, viaProxy(dbURL, srv.Port, r.proxy.Port()), "off", ttl, false)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		mark := r.mark()
-		r.signal(syscall.SIGHUP)
-		r.waitFor(mark, 20*time.Second, "configuration reloaded")
-	}
+	set.pauseJobs()
 	for deadline := time.Now().Add(40 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 		runs, err := pgAllRuns(ctx, st)
 		if err != nil {
@@ -1116,15 +1124,9 @@ func TestChaosPauseDuringRetryAfter(t *testing.T) {
 		cfg = strings.Replace(cfg, `enabled: true, schedule: "*/4`, `enabled: false, schedule: "*/4`, 1)
 		return strings.Replace(cfg, `enabled: true, schedule: "*/5`, `enabled: false, schedule: "*/5`, 1)
 	}
-	reps := make([]*replicaProc, 2)
-	for i := range reps {
-		p := newTCPProxy(t, fmt.Sprintf("127.0.0.1:%d", srv.Port))
-		r := &replicaProc{t: t, idx: i, cfg: filepath.Join(dir, fmt.Sprintf("r%d.yaml", i)), env: env, proxy: p}
-		if err := os.WriteFile(r.cfg, []byte(onlySales(haConfig(url, ca, viaProxy(dbURL, srv.Port, p.Port()), "off", ttl, true))), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(r.cleanup)
-		reps[i] = r
+	set := newReplicaSet(t, 2, dir, env, srv, dbURL, url, ca, ttl, onlySales)
+	reps := set.reps
+	for _, r := range reps {
 		r.start()
 	}
 	// The next refresh POST, whoever sends it, is throttled.
@@ -1150,14 +1152,7 @@ func TestChaosPauseDuringRetryAfter(t *testing.T) {
 	mark := v.mark()
 	v.signal(syscall.SIGCONT)
 	v.waitFor(mark, 30*time.Second, "rejoined the replica set")
-	for _, r := range reps {
-		if err := os.WriteFile(r.cfg, []byte(haConfig(url, ca, viaProxy(dbURL, srv.Port, r.proxy.Port()), "off", ttl, false)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		m := r.mark()
-		r.signal(syscall.SIGHUP)
-		r.waitFor(m, 20*time.Second, "configuration reloaded")
-	}
+	set.pauseJobs()
 	st, err := postgres.Open(ctx, dbURL, postgres.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
@@ -1181,15 +1176,7 @@ func TestChaosPauseDuringRetryAfter(t *testing.T) {
 			t.Fatalf("%d runs still in flight", inflight)
 		}
 	}
-	res, err := hc.Get(url + "/_emulator/requests")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reqs []emulator.Request
-	if err := json.NewDecoder(res.Body).Decode(&reqs); err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	reqs := requestLog(t, hc, url)
 	claimed := map[string]bool{}
 	for _, r := range runs {
 		claimed[r.RefreshID] = true

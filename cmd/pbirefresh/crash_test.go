@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -21,7 +20,6 @@ import (
 	"time"
 
 	"github.com/pbirefresh/pbirefresh"
-	"github.com/pbirefresh/pbirefresh/emulator"
 	"github.com/pbirefresh/pbirefresh/store"
 	"github.com/pbirefresh/pbirefresh/store/sqlite"
 )
@@ -195,15 +193,7 @@ func TestKilledDaemonNeverDoublesOrLosesARefresh(t *testing.T) {
 	}
 
 	// The emulator's side: every refresh a POST created.
-	res, err := hc.Get(url + "/_emulator/requests")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reqs []emulator.Request
-	if err := json.NewDecoder(res.Body).Decode(&reqs); err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	reqs := requestLog(t, hc, url)
 	created := map[string]bool{}
 	for _, r := range reqs {
 		if r.Operation == "refresh.post" && r.RefreshID != "" {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pbirefresh/pbirefresh/emulator"
 	"github.com/pbirefresh/pbirefresh/store"
 	"github.com/pbirefresh/pbirefresh/store/postgres"
 	"github.com/pbirefresh/pbirefresh/store/postgres/pgtest"
@@ -232,15 +230,7 @@ func BenchmarkHA10k(b *testing.B) {
 				b.Errorf("slot %s recorded %d times", k, n)
 			}
 		}
-		res, err := hc.Get(url + "/_emulator/requests")
-		if err != nil {
-			b.Fatal(err)
-		}
-		var reqs []emulator.Request
-		if err := json.NewDecoder(res.Body).Decode(&reqs); err != nil {
-			b.Fatal(err)
-		}
-		res.Body.Close()
+		reqs := requestLog(b, hc, url)
 		posts := 0
 		for _, q := range reqs {
 			if q.Operation == "refresh.post" && q.Status == http.StatusAccepted {

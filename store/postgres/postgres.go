@@ -212,6 +212,12 @@ func (s *Store) version(ctx context.Context) (int, error) {
 // works behind a transaction-pooling proxy): replicas starting at once
 // migrate once.
 func (s *Store) migrate(ctx context.Context) error {
+	// A current schema needs nothing created: a role granted only the use
+	// of the tables (the least privileges the README gives) starts, where
+	// CREATE TABLE IF NOT EXISTS would need CREATE on the schema.
+	if v, err := s.version(ctx); err == nil && v == len(migrations) {
+		return nil
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return connectErr(s.url, err)

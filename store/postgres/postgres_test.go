@@ -3,12 +3,14 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/store"
 	"github.com/pbirefresh/pbirefresh/store/postgres/pgtest"
@@ -292,3 +294,54 @@ func TestPasswordHookAndRedaction(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestLeastPrivilegesAfterTheFirstStart: once a role with CREATE made the
+// tables, a role granted only the README's least privileges (use of the
+// three tables and the sequence, no CREATE on the schema) starts, records
+// and ends a run.
+func TestLeastPrivilegesAfterTheFirstStart(t *testing.T) {
+	srv := pgtest.Shared(t)
+	url := srv.NewDatabase(t)
+	open(t, url, Options{Replica: replica()}).Close()
+
+	ctx := context.Background()
+	role := fmt.Sprintf("least_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for _, q := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON pbirefresh_schema, pbirefresh_replicas, pbirefresh_runs TO " + role,
+		"GRANT USAGE ON SEQUENCE pbirefresh_runs_id_seq TO " + role,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return
+		}
+		defer c.Close(ctx)
+		c.Exec(ctx, "DROP OWNED BY "+role)
+		c.Exec(ctx, "DROP ROLE "+role)
+	})
+	limited := strings.Replace(url, "postgres://pbirefresh@", "postgres://"+role+"@", 1)
+	s, err := Open(ctx, limited, Options{Replica: replica()})
+	if err != nil {
+		t.Fatalf("a role with the least privileges could not start: %v (hint %q)", err, pbirefresh.Hint(err))
+	}
+	defer s.Close()
+	slot := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
+	id, err := s.Begin(ctx, "sales", slot, pbirefresh.Scheduled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Finish(ctx, id, store.Outcome{Status: pbirefresh.Completed}); err != nil {
+		t.Fatal(err)
+	}
+}

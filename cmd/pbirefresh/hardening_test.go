@@ -139,7 +139,8 @@ func TestOddConfigsRefused(t *testing.T) {
 }
 
 // TestOneShotCommandsStopOnFirstSignal: once, following a long refresh,
-// exits promptly at the first SIGTERM (the refresh keeps running).
+// exits promptly at the first SIGTERM, with 143 (the refresh keeps
+// running).
 func TestOneShotCommandsStopOnFirstSignal(t *testing.T) {
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, demoWith(t, dir, func(s string) string { return s }))
@@ -163,6 +164,9 @@ func TestOneShotCommandsStopOnFirstSignal(t *testing.T) {
 	cmd.Wait()
 	if el := time.Since(began); el > oneShotGrace+3*time.Second {
 		t.Fatalf("exited %s after SIGTERM", el)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 143 {
+		t.Fatalf("exit code %d after SIGTERM, want 143", code)
 	}
 }
 

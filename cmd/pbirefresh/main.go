@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -59,8 +60,10 @@ func main() {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	daemon := len(os.Args) > 1 && (os.Args[1] == "run" || os.Args[1] == "emulator")
+	var stoppedBy atomic.Int32 // the signal that stopped a one-shot command
 	go func() {
 		sig := <-sigs
+		stoppedBy.Store(int32(sig.(syscall.Signal)))
 		cancel()
 		signal.Stop(sigs) // a second signal now ends the process at once
 		if !daemon {
@@ -69,7 +72,14 @@ func main() {
 			time.AfterFunc(oneShotGrace, func() { os.Exit(128 + int(sig.(syscall.Signal))) })
 		}
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	if sig := stoppedBy.Load(); sig != 0 && !daemon {
+		// Cut off, whatever it printed: 128 + the signal, as shells and
+		// orchestrators expect (130 SIGINT, 143 SIGTERM). The daemon's
+		// orderly stop on a signal stays 0.
+		code = 128 + int(sig)
+	}
+	os.Exit(code)
 }
 
 func newLogger(w io.Writer) *slog.Logger {

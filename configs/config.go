@@ -267,7 +267,7 @@ type DSTPolicy struct {
 
 // Poll bounds the adaptive polling interval.
 type Poll struct {
-	MinInterval Duration `yaml:"min_interval"` // default 5s
+	MinInterval Duration `yaml:"min_interval"` // default 1s
 	MaxInterval Duration `yaml:"max_interval"` // default 2m
 }
 

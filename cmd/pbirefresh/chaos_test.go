@@ -242,8 +242,8 @@ func slogTime(line string) time.Time {
 	return t
 }
 
-// replicaSet is the replicas of one chaos test: each a process of its
-// own, reaching PostgreSQL through a TCP proxy the test can cut, with the
+// replicaSet is the replicas of one chaos test, started: each a process
+// of its own, reaching PostgreSQL through a TCP proxy the test can cut, with the
 // configuration haConfig writes, passed through edit (nil: as written).
 type replicaSet struct {
 	reps           []*replicaProc
@@ -265,7 +265,22 @@ func newReplicaSet(t *testing.T, n int, dir string, env []string, srv *pgtest.Se
 		rs.write(r, true)
 		t.Cleanup(r.cleanup)
 	}
+	for _, r := range rs.reps {
+		r.start()
+	}
 	return rs
+}
+
+// observe opens the replicas' database read-only, directly (never through
+// a proxy), for the test's own view.
+func observe(t *testing.T, dbURL string) *postgres.Store {
+	t.Helper()
+	st, err := postgres.Open(context.Background(), dbURL, postgres.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // write gives a replica its configuration, with every job enabled or
@@ -633,15 +648,7 @@ func TestChaosReplicasExactlyOnce(t *testing.T) {
 
 	set := newReplicaSet(t, 3, dir, env, srv, dbURL, url, ca, ttl, nil)
 	reps := set.reps
-	for _, r := range reps {
-		r.start()
-	}
-	// The observer reads the database directly, never through a proxy.
-	st, err := postgres.Open(ctx, dbURL, postgres.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := observe(t, dbURL)
 	ownedInFlight := func(id string) []int64 {
 		runs, err := pgAllRuns(ctx, st)
 		if err != nil {
@@ -721,6 +728,7 @@ func TestChaosReplicasExactlyOnce(t *testing.T) {
 	set.pauseJobs()
 	settleBegan := time.Now()
 	var runs []store.Run
+	var err error
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		if runs, err = pgAllRuns(ctx, st); err != nil {
 			t.Fatal(err)
@@ -1057,14 +1065,7 @@ func TestChaosShortDatabaseBlips(t *testing.T) {
 	ctx := context.Background()
 	set := newReplicaSet(t, 2, dir, env, srv, dbURL, url, ca, ttl, nil)
 	reps := set.reps
-	for _, r := range reps {
-		r.start()
-	}
-	st, err := postgres.Open(ctx, dbURL, postgres.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := observe(t, dbURL)
 	for end, n := time.Now().Add(40*time.Second), 0; time.Now().Before(end) && n < 40; n++ {
 		reps[0].proxy.cut(700 * time.Millisecond)
 		time.Sleep(1900 * time.Millisecond) // deliberate: the blips
@@ -1126,9 +1127,6 @@ func TestChaosPauseDuringRetryAfter(t *testing.T) {
 	}
 	set := newReplicaSet(t, 2, dir, env, srv, dbURL, url, ca, ttl, onlySales)
 	reps := set.reps
-	for _, r := range reps {
-		r.start()
-	}
 	// The next refresh POST, whoever sends it, is throttled.
 	faults := `[{"endpoint":"refresh.post","status":429,"retry_after":4,"count":1}]`
 	req, _ := http.NewRequest("PUT", url+"/_emulator/faults", strings.NewReader(faults))
@@ -1153,12 +1151,9 @@ func TestChaosPauseDuringRetryAfter(t *testing.T) {
 	v.signal(syscall.SIGCONT)
 	v.waitFor(mark, 30*time.Second, "rejoined the replica set")
 	set.pauseJobs()
-	st, err := postgres.Open(ctx, dbURL, postgres.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := observe(t, dbURL)
 	var runs []store.Run
+	var err error
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(250 * time.Millisecond) {
 		if runs, err = pgAllRuns(ctx, st); err != nil {
 			t.Fatal(err)

@@ -93,11 +93,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var cmd command
+	var log *batchWriter // the daemon's batched log, written out at the end
 	switch args[0] {
 	case "emulator":
 		cmd = &emulatorCmd{stdout: stdout, logger: newLogger(stderr)}
 	case "run":
-		cmd = &runCmd{stdout: stdout, stderr: stderr, logger: newLogger(stderr)}
+		log = newBatchWriter(stderr)
+		cmd = &runCmd{stdout: stdout, stderr: stderr, logger: newBatchLogger(log)}
 	case "run-now":
 		cmd = &runNowCmd{stdout: stdout, stderr: stderr}
 	case "next":
@@ -130,6 +132,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cerr := cmd.Close(); err == nil {
 		err = cerr
+	}
+	if log != nil {
+		log.Flush()
 	}
 	if err == nil {
 		return exitOK

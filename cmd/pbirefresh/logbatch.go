@@ -25,10 +25,11 @@ const (
 // batchWriter gathers writes and writes them together: logLinger after
 // the first one, on Flush, or when logMaxBatch is reached.
 type batchWriter struct {
-	w     io.Writer
-	mu    sync.Mutex
-	buf   []byte
-	timer *time.Timer // set while lines wait
+	w      io.Writer
+	mu     sync.Mutex
+	buf    []byte
+	timer  *time.Timer // set while lines wait
+	direct bool        // after Close: each write goes out at once
 }
 
 func newBatchWriter(w io.Writer) *batchWriter { return &batchWriter{w: w} }
@@ -39,6 +40,10 @@ func newBatchWriter(w io.Writer) *batchWriter { return &batchWriter{w: w} }
 func (b *batchWriter) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.direct {
+		b.w.Write(p)
+		return len(p), nil
+	}
 	b.buf = append(b.buf, p...)
 	if len(b.buf) >= logMaxBatch {
 		b.flushLocked()
@@ -53,6 +58,16 @@ func (b *batchWriter) Flush() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.flushLocked()
+}
+
+// Close writes what waits and makes later writes (a goroutine that logs
+// while the process exits) go out at once: nothing waits for a timer that
+// an exiting process would never see fire.
+func (b *batchWriter) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flushLocked()
+	b.direct = true
 }
 
 func (b *batchWriter) flushLocked() {

@@ -113,6 +113,13 @@ func TestLogFlushAndBound(t *testing.T) {
 		if n := len(w.all()); n != 1 {
 			t.Fatalf("%d writes after an idle Flush, want 1", n)
 		}
+		// After Close (the command's end), a late line goes out at once.
+		log.Info("late")
+		b.Close()
+		log.Info("later")
+		if got := strings.Join(w.lines(), ","); got != "last,late,later" {
+			t.Fatalf("after Close %q, want last,late,later", got)
+		}
 
 		w2 := &writes{}
 		b2 := newBatchWriter(w2)

@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cerr
 	}
 	if log != nil {
-		log.Flush()
+		log.Close()
 	}
 	if err == nil {
 		return exitOK

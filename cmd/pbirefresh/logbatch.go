@@ -111,5 +111,5 @@ func (h flushingHandler) WithGroup(name string) slog.Handler {
 
 // newBatchLogger is newLogger writing through b.
 func newBatchLogger(b *batchWriter) *slog.Logger {
-	return slog.New(flushingHandler{slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo}), b})
+	return slog.New(flushingHandler{newLogger(b).Handler(), b})
 }

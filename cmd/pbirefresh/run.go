@@ -65,8 +65,16 @@ type stateStore interface {
 	Close() error
 }
 
+// laterStore records a run's refresh id without making the run wait for
+// the commit (SQLite's group commit). Nothing the run does next depends on
+// the record, and its outcome, written later, commits with it or after it.
+type laterStore interface {
+	SetRefreshLater(ctx context.Context, id int64, refreshID string, done func(error))
+}
+
 var (
 	_ stateStore      = (*sqlite.Store)(nil)
+	_ laterStore      = (*sqlite.Store)(nil)
 	_ scheduler.Clock = refresh.SystemClock{}
 )
 
@@ -105,6 +113,9 @@ type runCmd struct {
 	names *names
 	// following holds the ids of the runs a goroutine here follows.
 	following sync.Map
+	// recording holds the refresh ids whose record has not committed yet
+	// (SetRefreshLater): they are claimed already.
+	recording sync.Map
 	// gateNotes carries what a job's upstream gate decided (job, slot) to
 	// its run; chainBackoff holds, per job, when the dispatcher may try
 	// its triggered runs again (busy elsewhere); strangers, when a
@@ -680,9 +691,20 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 		pol := c.policy(job, slot, kind)
 		persist := context.WithoutCancel(ctx)
 		pol.Started = func(rf refresh.Refresh) {
-			if err := c.store.SetRefresh(persist, id, rf.ID); err != nil && !errors.Is(err, store.ErrNotOwner) && !errors.Is(err, store.ErrFenced) {
-				c.storeFailed("a refresh id could not be recorded", job.Name, err)
+			recorded := func(err error) {
+				if err != nil && !errors.Is(err, store.ErrNotOwner) && !errors.Is(err, store.ErrFenced) {
+					c.storeFailed("a refresh id could not be recorded", job.Name, err)
+				}
 			}
+			if l, ok := c.store.(laterStore); ok {
+				c.recording.Store(rf.ID, true)
+				l.SetRefreshLater(persist, id, rf.ID, func(err error) {
+					c.recording.Delete(rf.ID)
+					recorded(err)
+				})
+				return
+			}
+			recorded(c.store.SetRefresh(persist, id, rf.ID))
 		}
 		res := c.refresh(ctx, job, client, pol)
 		if note != "" {
@@ -978,8 +1000,12 @@ func (c *runCmd) rejoined() {
 	go c.adoptOrphans(c.base)
 }
 
-// claimed: a refresh id some recorded run already owns.
+// claimed: a refresh id some recorded run already owns, or a run here is
+// recording.
 func (c *runCmd) claimed(id string) bool {
+	if _, ok := c.recording.Load(id); ok {
+		return true
+	}
 	ok, err := c.store.Claimed(context.Background(), id)
 	return err != nil || ok // on a read error, adopt nothing
 }

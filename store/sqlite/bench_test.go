@@ -13,32 +13,6 @@ import (
 	"github.com/pbirefresh/pbirefresh/store"
 )
 
-// TestBurstCommitsTogether: 100 runs fired for one slot record
-// themselves in a few commits, not one each (a commit costs six file
-// locks and two writes per page, whatever it holds).
-func TestBurstCommitsTogether(t *testing.T) {
-	s := openRW(t, filepath.Join(t.TempDir(), "state.db"))
-	ctx := context.Background()
-	slot := time.Date(2026, 1, 1, 6, 0, 0, 0, time.UTC)
-	var wg sync.WaitGroup
-	before := s.commits.Load()
-	// As the scheduler fires them: one goroutine after another.
-	for i := 0; i < 100; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := s.Begin(ctx, fmt.Sprintf("job-%03d", i), slot, pbirefresh.Scheduled); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
-	if n := s.commits.Load() - before; n > 34 {
-		t.Fatalf("100 runs fired together took %d commits, want at most a third of them", n)
-	}
-	t.Logf("100 runs fired together: %d commits", s.commits.Load()-before)
-}
-
 func cpuNow() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)

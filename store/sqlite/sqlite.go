@@ -101,6 +101,8 @@ type Store struct {
 	lock    *os.File
 	// Statements on the hot path, prepared once.
 	begin, setRefresh, finish, finishPlain *sql.Stmt
+	txBegin, txCommit                      *sql.Stmt   // the committer's BEGIN IMMEDIATE and COMMIT
+	stmts                                  []*sql.Stmt // all of them, to close
 
 	mu       sync.Mutex
 	writeErr error // the last write's error, nil after a success
@@ -249,10 +251,15 @@ func (s *Store) openWriter(ctx context.Context, h Holder) error {
 		// Without chains nothing needs the job and slot back, and
 		// RETURNING made the statement cost three times as much.
 		{&s.finishPlain, finishSQL},
+		// Prepared rather than parsed again at each of the committer's
+		// transactions.
+		{&s.txBegin, `BEGIN IMMEDIATE`},
+		{&s.txCommit, `COMMIT`},
 	} {
 		if *p.stmt, err = s.conn.PrepareContext(ctx, p.sql); err != nil {
 			return classify(s.path, err)
 		}
+		s.stmts = append(s.stmts, *p.stmt)
 	}
 	s.ops, s.stopped = make(chan op), make(chan struct{})
 	go s.committer()
@@ -334,10 +341,10 @@ func (s *Store) close() error {
 		s.opsMu.Unlock()
 		<-s.stopped
 	}
-	for _, st := range []*sql.Stmt{s.begin, s.setRefresh, s.finish, s.finishPlain} {
-		if st != nil {
-			st.Close()
-		}
+	// Open statements would keep the connection from closing, and so
+	// from checkpointing the WAL into the file.
+	for _, st := range s.stmts {
+		st.Close()
 	}
 	if s.conn != nil {
 		s.conn.Close()
@@ -466,10 +473,31 @@ func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) erro
 	if s.w == nil {
 		return errReadOnly
 	}
-	return s.submit(ctx, false, func(ctx context.Context, c *sql.Conn) error {
+	return s.submit(ctx, false, s.setRefreshOp(id, refreshID))
+}
+
+// SetRefreshLater is SetRefresh without the wait: the run goes on
+// following its refresh while the write lingers for company (a run that
+// waited would poll its refresh up to a linger later, and park and wake
+// once more). done, when not nil, gets the write's result from the
+// committer's goroutine, and must not block. A crash before the commit
+// leaves the run pending, and the next start finds its refresh in the
+// history.
+func (s *Store) SetRefreshLater(ctx context.Context, id int64, refreshID string, done func(error)) {
+	if s.w == nil {
+		if done != nil {
+			done(errReadOnly)
+		}
+		return
+	}
+	s.submitLater(ctx, s.setRefreshOp(id, refreshID), done)
+}
+
+func (s *Store) setRefreshOp(id int64, refreshID string) func(ctx context.Context, c *sql.Conn) error {
+	return func(ctx context.Context, c *sql.Conn) error {
 		_, err := s.setRefresh.ExecContext(ctx, refreshID, string(pbirefresh.Running), id)
 		return err
-	})
+	}
 }
 
 // Finish writes a run's outcome and, in the same transaction, what it

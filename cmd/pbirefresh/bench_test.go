@@ -110,15 +110,25 @@ func specs(n, rate int, base time.Time) []string {
 // the HTTP work of the same runs without a scheduler. -benchtime=1x.
 func BenchmarkDaemon10kJobs(b *testing.B) {
 	const jobs, rate, window = 10000, 100, 10 * time.Second
-	var ratios []float64 // one per iteration: -benchtime Nx gives their median
+	// One of each per iteration: -benchtime Nx gives their medians. The
+	// ratio's two sides are measured in different windows, so it moves
+	// with the machine's load; the daemon's CPU beyond the HTTP work, in
+	// µs per run, is the same comparison as a budget (the target allows
+	// 2 x bare).
+	var ratios, beyond []float64
 	defer func() {
 		if len(ratios) < 2 {
 			return
 		}
-		sort.Float64s(ratios)
-		n := len(ratios)
-		median := (ratios[(n-1)/2] + ratios[n/2]) / 2
-		b.Logf("daemon / (2 x bare + HTTP) over %d iterations: median %.2f (%.2f to %.2f)", n, median, ratios[0], ratios[n-1])
+		median := func(v []float64) (mid, lo, hi float64) {
+			sort.Float64s(v)
+			n := len(v)
+			return (v[(n-1)/2] + v[n/2]) / 2, v[0], v[n-1]
+		}
+		m, lo, hi := median(ratios)
+		b.Logf("daemon / (2 x bare + HTTP) over %d iterations: median %.2f (%.2f to %.2f)", len(ratios), m, lo, hi)
+		m, lo, hi = median(beyond)
+		b.Logf("daemon beyond the HTTP work, per run: median %.0f µs (%.0f to %.0f)", m, lo, hi)
 	}()
 	for iter := 0; iter < b.N; iter++ {
 		dir := b.TempDir()
@@ -297,16 +307,19 @@ resident memory (daemon)       %.1f MB started, %.1f MB while firing, %.1f MB pe
 runs fired in the window       %d (%d completed)
 lateness slot -> POST          p50 %s, p99 %s
 CPU per fired run              daemon %s; bare robfig Cron %s (%d fired); HTTP work alone %s (%d runs)
+daemon beyond the HTTP work    %s per run (2 x bare: %s)
 daemon / (2 x bare + HTTP)     %.2f (target <= 1)`,
 			jobs, rate, window, validation.Round(time.Millisecond), startup.Round(time.Millisecond),
 			rssStarted, rssFiring, peak, fired, completed, p50.Round(time.Microsecond), p99.Round(time.Microsecond),
 			perDaemon.Round(time.Microsecond), perBare.Round(time.Microsecond), bareFired.Load(), perHTTP.Round(time.Microsecond), httpRuns,
+			(perDaemon - perHTTP).Round(time.Microsecond), (2 * perBare).Round(time.Microsecond),
 			float64(perDaemon)/float64(2*perBare+perHTTP))
 		b.ReportMetric(startup.Seconds(), "startup-s")
 		b.ReportMetric(peak, "peak-rss-MB")
 		b.ReportMetric(float64(p99)/1e6, "p99-lateness-ms")
 		ratio := float64(perDaemon) / float64(2*perBare+perHTTP)
 		ratios = append(ratios, ratio)
+		beyond = append(beyond, float64(perDaemon-perHTTP)/1e3)
 		b.ReportMetric(ratio, "cpu-vs-target")
 	}
 }

@@ -171,21 +171,11 @@ func (c *Client) RunDataflow(ctx context.Context, df Dataflow, opts DataflowOpti
 			res.fail(pbirefresh.Error, err)
 			return res
 		}
-		switch p.WhenBusy {
-		case pbirefresh.BusySkip:
-			res.Outcome, res.Note = pbirefresh.Skipped, "another refresh of the dataflow was running"
-			return res
-		case pbirefresh.BusyFail:
-			res.fail(pbirefresh.Error, err)
+		if res.busy(p, err, "dataflow") {
 			return res
 		}
 		log.Info("another refresh is running; waiting for it to end")
-		if werr := c.waitForeignTxn(ctx, df, p, deadline, &res, log); werr != nil {
-			if errors.Is(werr, errDeadline) {
-				res.Outcome, res.Note = pbirefresh.TimedOut, "the deadline passed while another refresh of the dataflow was running; nothing was started"
-				return res
-			}
-			res.fail(pbirefresh.Error, werr)
+		if res.waited(c.waitForeignTxn(ctx, df, p, deadline, &res, log), "dataflow") {
 			return res
 		}
 	}

@@ -317,6 +317,24 @@ func TestBusy(t *testing.T) {
 	}
 }
 
+// TestBusyPastTheDeadline: waiting for another refresh that outlasts the
+// run's timeout ends the run timed out, having started nothing.
+func TestBusyPastTheDeadline(t *testing.T) {
+	h := setup(t, nil)
+	if _, err := h.emu.StartExternalRefresh(salesDS, "Scheduled", 3*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	p := jobPolicy(time.Hour)
+	p.WhenBusy = pbirefresh.BusyWait
+	res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), p, nil)
+	if res.Outcome != pbirefresh.TimedOut || res.RefreshID != "" || !strings.Contains(res.Note, "nothing was started") {
+		t.Fatalf("%+v", res)
+	}
+	if n := len(h.requests("refresh.post")); n != 1 {
+		t.Fatalf("%d POSTs, want the one refused", n)
+	}
+}
+
 func TestTimeout(t *testing.T) {
 	long := func(sc *emulator.Scenario) {
 		sc.Workspaces[0].Datasets[0].Behaviour.Duration = emulator.DurationDist{Min: emulator.Duration(5 * time.Hour), Max: emulator.Duration(5 * time.Hour)}

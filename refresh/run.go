@@ -163,21 +163,11 @@ func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, pr
 			res.fail(pbirefresh.Error, err)
 			return res
 		}
-		switch p.WhenBusy {
-		case pbirefresh.BusySkip:
-			res.Outcome, res.Note = pbirefresh.Skipped, "another refresh of the dataset was running"
-			return res
-		case pbirefresh.BusyFail:
-			res.fail(pbirefresh.Error, err)
+		if res.busy(p, err, "dataset") {
 			return res
 		}
 		log.Info("another refresh is running; waiting for it to end")
-		if werr := c.waitForeign(ctx, ds, p, deadline, &res); werr != nil {
-			if errors.Is(werr, errDeadline) {
-				res.Outcome, res.Note = pbirefresh.TimedOut, "the deadline passed while another refresh of the dataset was running; nothing was started"
-				return res
-			}
-			res.fail(pbirefresh.Error, werr)
+		if res.waited(c.waitForeign(ctx, ds, p, deadline, &res), "dataset") {
 			return res
 		}
 	}
@@ -193,6 +183,35 @@ func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, pr
 	}
 	c.follow(ctx, rf, poller, p, deadline, &res, progress)
 	return res
+}
+
+// busy applies the when_busy rule to a refresh refused because another
+// refresh of the item (a dataset, a dataflow) is running; true: the run
+// ends here (skip, fail), false: it waits for the other one.
+func (res *Result) busy(p Policy, err error, item string) bool {
+	switch p.WhenBusy {
+	case pbirefresh.BusySkip:
+		res.Outcome, res.Note = pbirefresh.Skipped, "another refresh of the "+item+" was running"
+		return true
+	case pbirefresh.BusyFail:
+		res.fail(pbirefresh.Error, err)
+		return true
+	}
+	return false
+}
+
+// waited records how the wait for another refresh of the item ended;
+// true: the run ends here (the deadline passed, or the wait failed).
+func (res *Result) waited(werr error, item string) bool {
+	switch {
+	case werr == nil:
+		return false
+	case errors.Is(werr, errDeadline):
+		res.Outcome, res.Note = pbirefresh.TimedOut, "the deadline passed while another refresh of the "+item+" was running; nothing was started"
+	default:
+		res.fail(pbirefresh.Error, werr)
+	}
+	return true
 }
 
 // logEnd writes the one event that ends every run, with what an operator

@@ -76,8 +76,8 @@ func TestUpdatesLingerTogether(t *testing.T) {
 			t.Fatalf("10 outcomes 10 ms apart took %d commits, want at most 2", n)
 		}
 		runs, err := s.Runs(ctx, store.Query{})
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || len(runs) != len(ids) {
+			t.Fatalf("%d runs (%v), want %d", len(runs), err, len(ids))
 		}
 		for _, r := range runs {
 			if r.Status != pbirefresh.Completed {
@@ -131,10 +131,17 @@ func TestSetRefreshLater(t *testing.T) {
 			t.Fatal(err)
 		}
 		runs, _ = s.Runs(ctx, store.Query{})
+		found := false
 		for _, r := range runs {
-			if r.Job == "b" && (r.Status != pbirefresh.Completed || r.RefreshID != "r-2") {
-				t.Fatalf("b: %s %q, want completed r-2", r.Status, r.RefreshID)
+			if r.Job == "b" {
+				found = true
+				if r.Status != pbirefresh.Completed || r.RefreshID != "r-2" {
+					t.Fatalf("b: %s %q, want completed r-2", r.Status, r.RefreshID)
+				}
 			}
+		}
+		if !found {
+			t.Fatal("b's run is not recorded")
 		}
 
 		s.Close()

@@ -55,8 +55,10 @@ func (s *Store) submit(ctx context.Context, urgent bool, exec func(ctx context.C
 	return <-o.done
 }
 
-// submitLater queues a write that lingers and returns at once; then, when
-// not nil, gets the result of its commit, in the committer's goroutine.
+// submitLater queues a write that lingers and returns once the committer
+// has taken it (at most the length of a commit in progress, never a
+// linger); then, when not nil, gets the result of its commit, in the
+// committer's goroutine.
 // Writes are committed in the order they were queued, so a later write of
 // the same caller (submitted or not) commits with it or after it.
 func (s *Store) submitLater(ctx context.Context, exec func(ctx context.Context, c *sql.Conn) error, then func(error)) {

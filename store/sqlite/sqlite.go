@@ -476,7 +476,8 @@ func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) erro
 	return s.submit(ctx, false, s.setRefreshOp(id, refreshID))
 }
 
-// SetRefreshLater is SetRefresh without the wait: the run goes on
+// SetRefreshLater is SetRefresh without waiting for the commit (only, at
+// most, for a commit in progress to end): the run goes on
 // following its refresh while the write lingers for company (a run that
 // waited would poll its refresh up to a linger later, and park and wake
 // once more). done, when not nil, gets the write's result from the

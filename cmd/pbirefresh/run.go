@@ -700,7 +700,12 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 				c.recording.Store(rf.ID, true)
 				l.SetRefreshLater(persist, id, rf.ID, func(err error) {
 					c.recording.Delete(rf.ID)
-					recorded(err)
+					if err != nil {
+						// Not in the committer's goroutine: an error line
+						// goes to stderr at once, and a slow reader there
+						// must not hold up the commits behind it.
+						go recorded(err)
+					}
 				})
 				return
 			}

@@ -23,8 +23,9 @@ import (
 // rewriting the pages the others had just written (in Daemon10k, 2.3
 // pwrite and 0.5 fcntl calls per run); at 100 ms, 1.1-1.2 and 0.2-0.3. A run
 // waits up to 100 ms for its outcome, which no one sees against refreshes
-// that take seconds to hours, and not at all for its refresh id
-// (SetRefreshLater), so its polls are not delayed. A crash
+// that take seconds to hours, and for its refresh id (SetRefreshLater)
+// only, at most, until a commit in progress ends, never a linger, so its
+// polls are not delayed. A crash
 // inside the linger loses only what no caller was told was saved: a refresh
 // id not yet recorded leaves the run pending, and the next start finds its
 // refresh in the history, as after any crash between a POST and its

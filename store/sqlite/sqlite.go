@@ -65,10 +65,21 @@ var migrations = []string{
 	CREATE INDEX runs_triggered ON runs (id) WHERE status = 'triggered';`,
 }
 
-// finishSQL records a run's end, unless it has ended already.
+// beginSQL records a run; setRefreshSQL its refresh id, while it is in
+// flight.
+const (
+	beginSQL      = `INSERT INTO runs (job, slot, kind, status, posted, ended, note, queued) VALUES (?, ?, ?, ?, ?, ?, ?, ?5)`
+	setRefreshSQL = `UPDATE runs SET refresh_id = ?, status = ? WHERE id = ? AND status IN ('pending', 'running')`
+)
+
+// finishSQL records a run's end, unless it has ended already. The statuses
+// are compared one by one, not with IN: SQLite builds a list of three or
+// more constants into a temporary b-tree at every execution (EXPLAIN shows
+// an OpenEphemeral), about 15% of this statement's cost (8.3 against 7.1
+// µs, executed alone in a loop).
 const finishSQL = `UPDATE runs SET status = ?, refresh_id = CASE WHEN ? = '' THEN refresh_id ELSE ? END,
 	ended = ?, polls = polls + ?, error = ?, code = ?, hint = ?, note = ?, service_start = ?, service_end = ?
-	WHERE id = ? AND status IN ('triggered', 'pending', 'running')`
+	WHERE id = ? AND (status = 'pending' OR status = 'running' OR status = 'triggered')`
 
 // Holder names the daemon that writes a state file; another daemon
 // refuses to start on it and names this one.
@@ -245,8 +256,8 @@ func (s *Store) openWriter(ctx context.Context, h Holder) error {
 		stmt **sql.Stmt
 		sql  string
 	}{
-		{&s.begin, `INSERT INTO runs (job, slot, kind, status, posted, ended, note, queued) VALUES (?, ?, ?, ?, ?, ?, ?, ?5)`},
-		{&s.setRefresh, `UPDATE runs SET refresh_id = ?, status = ? WHERE id = ? AND status IN ('pending', 'running')`},
+		{&s.begin, beginSQL},
+		{&s.setRefresh, setRefreshSQL},
 		{&s.finish, finishSQL + ` RETURNING job, slot`},
 		// Without chains nothing needs the job and slot back, and
 		// RETURNING made the statement cost three times as much.

@@ -156,8 +156,8 @@ func TestSetRefreshLater(t *testing.T) {
 
 // TestRunStatementsBuildNoTemporaryTable: SQLite turns an IN list of three
 // or more constants into a temporary b-tree, built again at every execution
-// (the OpenEphemeral opcode). The statements every run executes must not:
-// the outcome's did, and was the dearest statement of a run for it.
+// (the OpenEphemeral opcode). The statements every run executes must not
+// (the outcome's did, about 15% of its cost).
 func TestRunStatementsBuildNoTemporaryTable(t *testing.T) {
 	s := openRW(t, filepath.Join(t.TempDir(), "state.db"))
 	for q, params := range map[string]int{beginSQL: 7, setRefreshSQL: 3, finishSQL: 12} {
@@ -180,6 +180,9 @@ func TestRunStatementsBuildNoTemporaryTable(t *testing.T) {
 			if fmt.Sprint(vals[1]) == "OpenEphemeral" {
 				t.Errorf("%s\nbuilds a temporary b-tree at each execution (opcode %v)", q, vals[0])
 			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
 		}
 		rows.Close()
 		if ops == 0 {

@@ -186,6 +186,17 @@ func (m *metrics) vaultRead(ref string, err error) {
 	m.vaultReads.WithLabelValues(result).Inc()
 }
 
+// forget deletes the run series of the jobs a reload removed (or renamed):
+// without it /metrics reported them until the daemon restarted. A run of
+// such a job still in flight when the reload lands counts its end again
+// under the old name.
+func (m *metrics) forget(jobs []string) {
+	for _, job := range jobs {
+		m.runs.DeletePartialMatch(prometheus.Labels{"job": job})
+		m.duration.DeleteLabelValues(job)
+	}
+}
+
 // ended records a finished run.
 func (m *metrics) ended(job string, res refresh.Result) {
 	m.runs.WithLabelValues(job, string(res.Outcome)).Inc()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -154,5 +155,48 @@ func TestFreshnessCrossesStaleAfter(t *testing.T) {
 	now = now.Add(27 * time.Hour)
 	if got := f.newlyStale(); len(got) != 1 {
 		t.Fatalf("a new crossing after a sync is told again: %v", got)
+	}
+}
+
+// TestMetricsForgetRemovedJobs: the run series of a job a reload removed
+// leave /metrics; those of the jobs kept stay, with their counts.
+func TestMetricsForgetRemovedJobs(t *testing.T) {
+	m := newMetrics(func() *scheduler.Scheduler { return nil }, func() []string { return nil },
+		func() (int, bool, bool) { return 1, true, true }, newHealthGauges(func() map[string]fresh { return nil }, func() bool { return true }))
+	end := time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC)
+	for _, job := range []string{"kept", "gone"} {
+		m.ended(job, refresh.Result{Outcome: pbirefresh.Completed, RefreshID: "r-" + job, Start: end.Add(-time.Minute), End: end})
+		m.ended(job, refresh.Result{Outcome: pbirefresh.Failed, RefreshID: "s-" + job, Start: end.Add(-time.Minute), End: end})
+	}
+	series := func() map[string]int {
+		fams, err := m.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, f := range fams {
+			if f.GetName() != "pbirefresh_runs_total" && f.GetName() != "pbirefresh_run_duration_seconds" {
+				continue
+			}
+			for _, mt := range f.GetMetric() {
+				for _, l := range mt.GetLabel() {
+					if l.GetName() == "job" {
+						out[f.GetName()+" "+l.GetValue()]++
+					}
+				}
+			}
+		}
+		return out
+	}
+	want := map[string]int{"pbirefresh_runs_total kept": 2, "pbirefresh_runs_total gone": 2,
+		"pbirefresh_run_duration_seconds kept": 1, "pbirefresh_run_duration_seconds gone": 1}
+	if got := series(); !maps.Equal(got, want) {
+		t.Fatalf("before the reload: %v, want %v", got, want)
+	}
+	m.forget([]string{"gone"})
+	delete(want, "pbirefresh_runs_total gone")
+	delete(want, "pbirefresh_run_duration_seconds gone")
+	if got := series(); !maps.Equal(got, want) {
+		t.Fatalf("after removing job gone: %v, want %v", got, want)
 	}
 }

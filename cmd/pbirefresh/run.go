@@ -549,8 +549,17 @@ func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 	}
 	c.names.forget(keep)
 	c.mu.Lock()
+	var removed []string
+	if c.cfg != nil {
+		for _, j := range c.cfg.Jobs {
+			if !keep[j.Name] {
+				removed = append(removed, j.Name)
+			}
+		}
+	}
 	c.cfg, c.clients, c.chain = cfg, clients, chain
 	c.mu.Unlock()
+	c.metrics.forget(removed)
 	go c.names.resolveAll(c.base, cfg.Jobs, clients)
 	if !c.builtinChecked {
 		c.builtinChecked = true

@@ -188,8 +188,8 @@ func (m *metrics) vaultRead(ref string, err error) {
 
 // forget deletes the run series of the jobs a reload removed (or renamed):
 // without it /metrics reported them until the daemon restarted. A run of
-// such a job still in flight when the reload lands counts its end again
-// under the old name.
+// such a job still in flight when the reload lands recreates its series
+// when it ends, and they stay until the next restart.
 func (m *metrics) forget(jobs []string) {
 	for _, job := range jobs {
 		m.runs.DeletePartialMatch(prometheus.Labels{"job": job})

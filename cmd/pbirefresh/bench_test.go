@@ -441,7 +441,7 @@ jobs:
 		perHTTP := cpuHTTP / time.Duration(max(httpRuns, 1))
 		work, ratioLine := "the HTTP work", "daemon / (2 x bare + HTTP)     %.2f (target <= 1)"
 		if withRecord {
-			work, ratioLine = "HTTP, record, log", ratioOf+" %.2f"
+			work, ratioLine = "HTTP+record+log", ratioOf+" %.2f"
 		}
 		b.Logf(`
 jobs %d, firing %d runs/s; CPU counted over %s, from %s after the first slot

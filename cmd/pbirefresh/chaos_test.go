@@ -1071,7 +1071,13 @@ func TestChaosShortDatabaseBlips(t *testing.T) {
 		time.Sleep(1900 * time.Millisecond) // deliberate: the blips
 	}
 	set.pauseJobs()
-	for deadline := time.Now().Add(40 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+	// A cut that lands between a Begin's commit and its answer leaves a
+	// pending run that nothing follows; its replica settles it once it is
+	// strayAge old, looking for its refresh for the history grace (6 s).
+	// A stray of the last blips needs about that long after the pause: a
+	// 40 s wait failed when one fell in the last 27 s (two suites at once).
+	wait := strayAge + 30*time.Second
+	for deadline := time.Now().Add(wait); ; time.Sleep(500 * time.Millisecond) {
 		runs, err := pgAllRuns(ctx, st)
 		if err != nil {
 			t.Fatal(err)
@@ -1093,8 +1099,8 @@ func TestChaosShortDatabaseBlips(t *testing.T) {
 					alive = append(alive, p.ID)
 				}
 			}
-			t.Fatalf("runs still in flight 40 s after the jobs were disabled, owned by live replicas %v (%d LEASE LOST on the cut replica, %d failed outcome writes):\n%s",
-				alive, reps[0].count("LEASE LOST"), reps[0].count("a run's outcome could not be recorded"), strings.Join(stuck, "\n"))
+			t.Fatalf("runs still in flight %s after the jobs were disabled, owned by live replicas %v (%d LEASE LOST on the cut replica, %d failed outcome writes):\n%s",
+				wait, alive, reps[0].count("LEASE LOST"), reps[0].count("a run's outcome could not be recorded"), strings.Join(stuck, "\n"))
 		}
 	}
 }

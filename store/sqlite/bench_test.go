@@ -140,4 +140,3 @@ func BenchmarkRunWritesPaced(b *testing.B) {
 		b.ReportMetric(float64(commits)/(secs*rate), "commits/run")
 	}
 }
-

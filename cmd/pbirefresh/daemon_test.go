@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pbirefresh/pbirefresh/configs"
 )
 
 // logWatcher collects a process's log lines and waits for one.
@@ -111,17 +113,34 @@ func TestDaemonReloadAndStop(t *testing.T) {
 	at = w.waitFor(t, at, 20*time.Second, "refresh started", "job=sales")
 
 	// A good one takes effect: sales paused, team every 2 s.
-	os.WriteFile(cfg, []byte(demoWith(t, dir, func(s string) string {
+	teamOnly := func(s string) string {
 		s = strings.Replace(s, `schedule: "*/30 * * * * *"`, `schedule: "*/2 * * * * *"`, 1)
 		for _, j := range []string{"sales", "finance", "inventory"} {
 			s = strings.Replace(s, "  - name: "+j+" ", "  - enabled: false\n    name: "+j+" ", 1)
 		}
 		return s
-	})), 0o600)
+	}
+	os.WriteFile(cfg, []byte(demoWith(t, dir, teamOnly)), 0o600)
 	cmd.Process.Signal(syscall.SIGHUP)
 	at = w.waitFor(t, at, 10*time.Second, "configuration reloaded")
 	// Team's refresh has started (and so is recorded) once this is logged.
+	at = w.waitFor(t, at, 20*time.Second, "refresh started", "dataset_id=c0ffee00-0000-4000-8000-000000000205")
+
+	// A move of the state to PostgreSQL waits for the next start, and the
+	// log says so (it used to be taken half, silently); the daemon goes on
+	// with its SQLite file.
+	os.WriteFile(cfg, []byte(demoWith(t, dir, func(s string) string {
+		moved := strings.Replace(s, "path: "+filepath.Join(dir, "state.db"), `postgres: {url: "postgres://pbirefresh@127.0.0.1:1/pbirefresh"}`, 1)
+		if moved == s {
+			t.Fatal("the demo config has no state.path to replace")
+		}
+		return teamOnly(moved)
+	})), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	at = w.waitFor(t, at, 10*time.Second, "state.path and state.postgres changes take effect at the next start")
+	at = w.waitFor(t, at, 10*time.Second, "configuration reloaded")
 	w.waitFor(t, at, 20*time.Second, "refresh started", "dataset_id=c0ffee00-0000-4000-8000-000000000205")
+	os.WriteFile(cfg, []byte(demoWith(t, dir, teamOnly)), 0o600) // for history, below: the SQLite file
 
 	// SIGTERM: persist and exit 0 within shutdown_timeout.
 	began := time.Now()
@@ -149,6 +168,42 @@ func TestDaemonReloadAndStop(t *testing.T) {
 	}
 	if r := runBinary(t, nil, "history", "--config", cfg, "--job", "team"); r.code != 0 || !strings.Contains(r.stdout, "SLOT (UTC)") || !strings.Contains(r.stdout, " team ") {
 		t.Fatalf("history text: %+v", r)
+	}
+}
+
+// TestReloadKeepsTheStartOnlySettings: a reload never half-applies a
+// setting the daemon reads only at its start. A new state.postgres was
+// kept in the running configuration, silently, while the daemon stayed on
+// the database it had opened.
+func TestReloadKeepsTheStartOnlySettings(t *testing.T) {
+	pg := func(url string) *configs.Postgres { return &configs.Postgres{URL: url} }
+	for _, tc := range []struct {
+		name     string
+		old, new configs.State
+	}{
+		{"postgres to another postgres", configs.State{Postgres: pg("postgres://a@127.0.0.1/x")}, configs.State{Postgres: pg("postgres://a@127.0.0.1/y")}},
+		{"sqlite to postgres", configs.State{Path: "/var/lib/pbirefresh/state.db"}, configs.State{Postgres: pg("postgres://a@127.0.0.1/x")}},
+		{"postgres to sqlite", configs.State{Postgres: pg("postgres://a@127.0.0.1/x")}, configs.State{Path: "/var/lib/pbirefresh/state.db"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old, cfg := &configs.Config{State: tc.old}, &configs.Config{State: tc.new}
+			cfg.State.Retention.Count = 7 // reloadable: kept from the new one
+			msgs := keepStartOnly(old, cfg)
+			if len(msgs) != 1 || !strings.Contains(msgs[0], "state.postgres changes take effect at the next start") {
+				t.Errorf("warnings %q, want one about state.postgres", msgs)
+			}
+			if cfg.State.Path != old.State.Path || cfg.State.Postgres != old.State.Postgres {
+				t.Errorf("the running configuration's state became %+v, want the one opened at start %+v", cfg.State, old.State)
+			}
+			if cfg.State.Retention.Count != 7 {
+				t.Errorf("retention %+v: a reloadable setting was put back", cfg.State.Retention)
+			}
+		})
+	}
+	// Nothing start-only changed: nothing said.
+	same := &configs.Config{State: configs.State{Postgres: pg("postgres://a@127.0.0.1/x")}}
+	if msgs := keepStartOnly(same, &configs.Config{State: configs.State{Postgres: pg("postgres://a@127.0.0.1/x")}}); len(msgs) != 0 {
+		t.Errorf("an equal state.postgres gave warnings %q", msgs)
 	}
 }
 

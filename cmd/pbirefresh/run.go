@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -579,13 +580,9 @@ func (c *runCmd) reload(ctx context.Context) {
 	c.mu.Lock()
 	old := c.cfg
 	c.mu.Unlock()
-	if cfg.Cloud != old.Cloud || (cfg.Cloud != "emulator" && cfg.Endpoints != old.Endpoints) || cfg.TLS != old.TLS || cfg.State.Path != old.State.Path {
-		c.logger.Warn("cloud, endpoints, TLS and state.path changes take effect at the next start")
+	for _, msg := range keepStartOnly(old, cfg) {
+		c.logger.Warn(msg)
 	}
-	if cfg.HTTP.Listen != old.HTTP.Listen {
-		c.logger.Warn("http.listen changes take effect at the next start")
-	}
-	cfg.Cloud, cfg.Endpoints, cfg.TLS, cfg.State.Path, cfg.HTTP.Listen = old.Cloud, old.Endpoints, old.TLS, old.State.Path, old.HTTP.Listen
 	if c.http != nil {
 		if err := c.http.loadToken(cfg.HTTP.TokenFile); err != nil {
 			c.logger.Error("reload refused; keeping the running configuration", "error", err)
@@ -600,6 +597,27 @@ func (c *runCmd) reload(ctx context.Context) {
 		return
 	}
 	c.logger.Info("configuration reloaded", "jobs", len(cfg.Jobs))
+}
+
+// keepStartOnly puts back into cfg, a configuration being reloaded, the
+// running one's settings that take effect only at the next start, and
+// says which of them changed. The state database is opened once: a new
+// state.postgres used to be taken half (kept in the running
+// configuration, so a daemon still on its SQLite file behaved as a
+// replica, or the other way round) without a word in the log.
+func keepStartOnly(old, cfg *configs.Config) (changed []string) {
+	if cfg.Cloud != old.Cloud || (cfg.Cloud != "emulator" && cfg.Endpoints != old.Endpoints) || cfg.TLS != old.TLS {
+		changed = append(changed, "cloud, endpoints and TLS changes take effect at the next start")
+	}
+	if cfg.State.Path != old.State.Path || !reflect.DeepEqual(cfg.State.Postgres, old.State.Postgres) {
+		changed = append(changed, "state.path and state.postgres changes take effect at the next start")
+	}
+	if cfg.HTTP.Listen != old.HTTP.Listen {
+		changed = append(changed, "http.listen changes take effect at the next start")
+	}
+	cfg.Cloud, cfg.Endpoints, cfg.TLS, cfg.HTTP.Listen = old.Cloud, old.Endpoints, old.TLS, old.HTTP.Listen
+	cfg.State.Path, cfg.State.Postgres = old.State.Path, old.State.Postgres
+	return changed
 }
 
 func (c *runCmd) prune(ctx context.Context) {

@@ -37,7 +37,8 @@
 //	                        progress is recorded as skipped; queue: at most one pending
 //	limits                  max_in_flight and per_credential caps; runs beyond wait, for
 //	                        their credential first, so a busy credential never holds a
-//	                        global place
+//	                        global place, oldest first; SetLimits (a reload) changes
+//	                        the caps at once, runs in flight keeping their places
 //	jitter                  random [0, jitter) per run, or a stable per-job offset (fixed)
 //	enabled: false          paused; on resume, slots missed while paused are not run
 //	manual run              through the same overlap rules, recorded as manual

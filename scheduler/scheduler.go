@@ -136,7 +136,7 @@ type Scheduler struct {
 	// Logger receives one event per decision.
 	Logger *slog.Logger
 	// MaxInFlight and PerKey cap runs in flight (0: no cap); runs beyond
-	// wait their turn.
+	// wait their turn. Set them before Run; SetLimits changes them later.
 	MaxInFlight, PerKey int
 	// Tolerance: a slot fired up to this late is not a misfire (default 1m).
 	Tolerance time.Duration
@@ -155,8 +155,8 @@ type Scheduler struct {
 	jobs    map[string]*jobState
 	due     fireHeap // enabled jobs with a next slot, by fire time
 	lastNow time.Time
-	global  chan struct{}
-	perKey  map[string]chan struct{}
+	global  *places            // created at the first run, with MaxInFlight
+	perKey  map[string]*places // by key, created at the key's first run, with PerKey
 	rng     *rand.Rand
 	wg      sync.WaitGroup
 	base    context.Context // the runs' context: the documented exception to "no contexts in structs"
@@ -168,7 +168,7 @@ func New(clock Clock, journal Journal, logger *slog.Logger) *Scheduler {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Scheduler{Logger: logger, clock: clock, journal: journal, jobs: map[string]*jobState{},
-		perKey: map[string]chan struct{}{}, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), base: context.Background()}
+		perKey: map[string]*places{}, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), base: context.Background()}
 }
 
 func (s *Scheduler) tolerance() time.Duration {
@@ -201,9 +201,6 @@ func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.global == nil && s.MaxInFlight > 0 {
-		s.global = make(chan struct{}, s.MaxInFlight)
-	}
 	keep := map[string]bool{}
 	for _, j := range jobs {
 		keep[j.Name] = true
@@ -512,37 +509,38 @@ func (s *Scheduler) Start(ctx context.Context, name string, slot time.Time, kind
 // global place that another credential's run could use.
 func (s *Scheduler) acquire(ctx context.Context, key string) (func(), bool) {
 	s.mu.Lock()
-	g := s.global
-	var k chan struct{}
-	if s.PerKey > 0 {
-		k = s.perKey[key]
-		if k == nil {
-			k = make(chan struct{}, s.PerKey)
-			s.perKey[key] = k
-		}
+	if s.global == nil {
+		s.global = &places{cap: s.MaxInFlight}
+	}
+	g, k := s.global, s.perKey[key]
+	if k == nil {
+		k = &places{cap: s.PerKey}
+		s.perKey[key] = k
 	}
 	s.mu.Unlock()
-	release := func(cs ...chan struct{}) {
-		for _, c := range cs {
-			if c != nil {
-				<-c
-			}
-		}
+	if !k.take(ctx) {
+		return nil, false
 	}
-	var held []chan struct{}
-	for _, c := range []chan struct{}{k, g} {
-		if c == nil {
-			continue
-		}
-		select {
-		case c <- struct{}{}:
-			held = append(held, c)
-		case <-ctx.Done():
-			release(held...)
-			return nil, false
-		}
+	if !g.take(ctx) {
+		k.release()
+		return nil, false
 	}
-	return func() { release(held...) }, true
+	return func() { g.release(); k.release() }, true
+}
+
+// SetLimits changes the caps (a reload): runs in flight keep their places
+// and count against the new caps; waiting runs start as soon as there is
+// room under them.
+func (s *Scheduler) SetLimits(maxInFlight, perKey int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.MaxInFlight, s.PerKey = maxInFlight, perKey
+	if s.global != nil {
+		s.global.setCap(maxInFlight)
+	}
+	for _, k := range s.perKey {
+		k.setCap(perKey)
+	}
 }
 
 // Hold marks a job busy until release is called: slots that fire

@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -292,6 +293,146 @@ func TestLimits(t *testing.T) {
 		wait(s)
 		if g.peak != 1 {
 			t.Fatalf("peak in flight %d with max_in_flight 1", g.peak)
+		}
+	})
+}
+
+// held is a RunFunc per job that blocks until its own job is let go.
+type held struct {
+	mu      sync.Mutex
+	running map[string]bool
+	free    map[string]chan struct{}
+}
+
+func newHeld(names ...string) *held {
+	h := &held{running: map[string]bool{}, free: map[string]chan struct{}{}}
+	for _, n := range names {
+		h.free[n] = make(chan struct{})
+	}
+	return h
+}
+
+func (h *held) run(name string) scheduler.RunFunc {
+	return func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) error {
+		h.mu.Lock()
+		h.running[name] = true
+		h.mu.Unlock()
+		<-h.free[name]
+		h.mu.Lock()
+		delete(h.running, name)
+		h.mu.Unlock()
+		return nil
+	}
+}
+
+func (h *held) now() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for n := range h.running {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestSetLimitsOnReload: a reload's new caps apply to the runs waiting and
+// to those to come; runs in flight keep their places and count against
+// the new caps, also when there was no cap before.
+func TestSetLimitsOnReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := scheduler.New(&clock{now: t0}, &memJournal{}, nil)
+		s.MaxInFlight = 1
+		h := newHeld("a", "b", "c")
+		defer func() { // also when a check fails
+			for _, n := range []string{"a", "b", "c"} {
+				select {
+				case <-h.free[n]:
+				default:
+					close(h.free[n])
+				}
+			}
+			wait(s)
+		}()
+		ctx := context.Background()
+		var jobs []scheduler.Job
+		for _, n := range []string{"a", "b", "c"} {
+			jobs = append(jobs, scheduler.Job{Name: n, Schedule: hourly(t), Enabled: true, LimitKey: "cred", Run: h.run(n)})
+		}
+		s.Set(ctx, jobs)
+		s.Tick(ctx, t0.Add(time.Hour))
+		synctest.Wait()
+		first := h.now()
+		if len(first) != 1 {
+			t.Fatalf("running %v with max_in_flight 1", first)
+		}
+		s.SetLimits(2, 0) // raised: a waiting run starts at once
+		synctest.Wait()
+		two := h.now()
+		if len(two) != 2 {
+			t.Fatalf("running %v after max_in_flight went from 1 to 2", two)
+		}
+		s.SetLimits(1, 0) // lowered: both keep running, the third waits
+		synctest.Wait()
+		if got := h.now(); len(got) != 2 {
+			t.Fatalf("running %v after max_in_flight went from 2 to 1, want the same two", got)
+		}
+		close(h.free[two[0]])
+		synctest.Wait()
+		if got := h.now(); len(got) != 1 || got[0] != two[1] {
+			t.Fatalf("running %v with one run left under max_in_flight 1, want only %s", got, two[1])
+		}
+		close(h.free[two[1]])
+		synctest.Wait()
+		if got := h.now(); len(got) != 1 || slices.Contains(two, got[0]) {
+			t.Fatalf("running %v: the waiting run did not start when a place was free", got)
+		}
+	})
+}
+
+// TestSetLimitsCountsRunsStartedWithoutACap: per_credential set by a
+// reload counts the runs that started while there was none.
+func TestSetLimitsCountsRunsStartedWithoutACap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := scheduler.New(&clock{now: t0}, &memJournal{}, nil)
+		h := newHeld("a", "b", "c")
+		defer func() {
+			for _, n := range []string{"a", "b", "c"} {
+				select {
+				case <-h.free[n]:
+				default:
+					close(h.free[n])
+				}
+			}
+			wait(s)
+		}()
+		ctx := context.Background()
+		half, _ := scheduler.Parse("30 * * * *", time.UTC, scheduler.DST{})
+		s.Set(ctx, []scheduler.Job{
+			{Name: "a", Schedule: hourly(t), Enabled: true, LimitKey: "A", Run: h.run("a")},
+			{Name: "b", Schedule: hourly(t), Enabled: true, LimitKey: "A", Run: h.run("b")},
+			{Name: "c", Schedule: half, Enabled: true, LimitKey: "A", Run: h.run("c")},
+		})
+		s.Tick(ctx, t0.Add(time.Hour))
+		synctest.Wait()
+		if got := h.now(); len(got) != 2 {
+			t.Fatalf("running %v without caps", got)
+		}
+		s.SetLimits(0, 1)
+		s.Tick(ctx, t0.Add(90*time.Minute)) // c fires: A has two runs in flight
+		synctest.Wait()
+		if got := h.now(); len(got) != 2 || slices.Contains(got, "c") {
+			t.Fatalf("running %v: c started though its credential has two runs under per_credential 1", got)
+		}
+		close(h.free["a"])
+		synctest.Wait()
+		if got := h.now(); len(got) != 1 || got[0] != "b" {
+			t.Fatalf("running %v, want b alone (one place for A)", got)
+		}
+		close(h.free["b"])
+		synctest.Wait()
+		if got := h.now(); len(got) != 1 || got[0] != "c" {
+			t.Fatalf("running %v, want c once A's place is free", got)
 		}
 	})
 }

@@ -195,7 +195,6 @@ func (c *runCmd) Run(ctx context.Context) error {
 		newHealthGauges(c.fresh.all, func() bool { return len(c.notReady(context.Background())) == 0 }))
 	c.env.secrets.OnRead = c.metrics.vaultRead
 	c.sched = scheduler.New(clock, &journal{stateStore: c.store, m: c.metrics, logger: c.logger}, c.logger)
-	c.sched.MaxInFlight, c.sched.PerKey = cfg.Limits.MaxInFlight, cfg.Limits.PerCredential
 	c.sched.Idle = func(string) { c.chainEnded() }
 	if err := c.apply(ctx, cfg); err != nil {
 		return err
@@ -534,6 +533,10 @@ func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 	if err := c.sched.Set(ctx, jobs); err != nil {
 		return err
 	}
+	// Limits apply at once on a reload too (they were read only at the
+	// start, though the README said a reload applied them): runs in
+	// flight keep their places and count against the new caps.
+	c.sched.SetLimits(cfg.Limits.MaxInFlight, cfg.Limits.PerCredential)
 	staleAfter := map[string]time.Duration{}
 	for _, j := range cfg.Jobs {
 		staleAfter[j.Name] = 0

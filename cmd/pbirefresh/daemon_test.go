@@ -200,6 +200,22 @@ func TestReloadKeepsTheStartOnlySettings(t *testing.T) {
 			}
 		})
 	}
+	// The notifier, the secret cache and the embedded emulator are also
+	// made once, at the start.
+	retries := 3
+	old := &configs.Config{Notify: []*configs.NotifyTarget{{Name: "ops", Type: "teams", Retries: &retries}}}
+	old.Secrets.CacheTTL = configs.Duration(time.Hour)
+	cfg := &configs.Config{Notify: []*configs.NotifyTarget{{Name: "ops", Type: "slack", Retries: &retries}}}
+	cfg.Secrets.CacheTTL = configs.Duration(time.Minute)
+	cfg.Emulator.Scenario = "other.yaml"
+	msgs := keepStartOnly(old, cfg)
+	if len(msgs) != 2 || !strings.Contains(msgs[0], "notify changes") || !strings.Contains(msgs[1], "secrets.cache_ttl and emulator.scenario") {
+		t.Errorf("warnings %q, want notify's and the cache's", msgs)
+	}
+	if cfg.Notify[0].Type != "teams" || cfg.Secrets.CacheTTL.D() != time.Hour || cfg.Emulator.Scenario != "" {
+		t.Errorf("the running configuration took notify %+v, secrets %+v, emulator %+v", cfg.Notify[0], cfg.Secrets, cfg.Emulator)
+	}
+
 	// Nothing start-only changed: nothing said.
 	same := &configs.Config{State: configs.State{Postgres: pg("postgres://a@127.0.0.1/x")}}
 	if msgs := keepStartOnly(same, &configs.Config{State: configs.State{Postgres: pg("postgres://a@127.0.0.1/x")}}); len(msgs) != 0 {

@@ -618,8 +618,18 @@ func keepStartOnly(old, cfg *configs.Config) (changed []string) {
 	if cfg.HTTP.Listen != old.HTTP.Listen {
 		changed = append(changed, "http.listen changes take effect at the next start")
 	}
+	// Read when the daemon starts its notifier, its secret cache and its
+	// embedded emulator; a reload changed them in the running
+	// configuration only, with no word.
+	if !reflect.DeepEqual(cfg.Notify, old.Notify) {
+		changed = append(changed, "notify changes take effect at the next start")
+	}
+	if cfg.Secrets != old.Secrets || cfg.Emulator != old.Emulator {
+		changed = append(changed, "secrets.cache_ttl and emulator.scenario changes take effect at the next start")
+	}
 	cfg.Cloud, cfg.Endpoints, cfg.TLS, cfg.HTTP.Listen = old.Cloud, old.Endpoints, old.TLS, old.HTTP.Listen
 	cfg.State.Path, cfg.State.Postgres = old.State.Path, old.State.Postgres
+	cfg.Notify, cfg.Secrets, cfg.Emulator = old.Notify, old.Secrets, old.Emulator
 	return changed
 }
 

@@ -171,6 +171,40 @@ func TestDaemonReloadAndStop(t *testing.T) {
 	}
 }
 
+// TestReloadRefusesAKeyVaultSecretWithoutAnIdentity: a daemon that started
+// with no Key Vault reference has no Azure identity to read Key Vault
+// with. A reload bringing the first one was taken, and every run of that
+// credential failed until a restart; it is refused now, with the fix, and
+// the running configuration goes on.
+func TestReloadRefusesAKeyVaultSecretWithoutAnIdentity(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pbirefresh.yaml")
+	salesOnly := func(secret string) func(string) string {
+		return func(s string) string {
+			s = strings.Replace(s, "keyvault: {secret_name: pbi-secret}   # no vault_url: the emulator's vault", secret, 1)
+			s = strings.Replace(s, `schedule: "*/15 * * * * *"`, `schedule: "*/2 * * * * *"`, 1)
+			for _, j := range []string{"finance", "inventory", "forecast", "team"} {
+				s = strings.Replace(s, "  - name: "+j+" ", "  - enabled: false\n    name: "+j+" ", 1)
+			}
+			return s
+		}
+	}
+	fromEnv := demoWith(t, dir, salesOnly("{env: PBI_DEMO_SECRET}"))
+	if !strings.Contains(fromEnv, "{env: PBI_DEMO_SECRET}") {
+		t.Fatal("the demo config's secret reference was not replaced")
+	}
+	os.WriteFile(cfg, []byte(fromEnv), 0o600)
+	cmd, w := startDaemon(t, cfg, "PBI_DEMO_SECRET=demo-client-secret-value")
+	at := w.waitFor(t, 0, 20*time.Second, "refresh started", "job=sales")
+
+	os.WriteFile(cfg, []byte(demoWith(t, dir, salesOnly("{keyvault: {secret_name: pbi-secret}}"))), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	at = w.waitFor(t, at, 10*time.Second, "reload refused; keeping the running configuration", "credential demo's secret in Key Vault", "restart the daemon")
+	// A run after the refusal still reads its secret from the environment.
+	at = w.waitFor(t, at, 20*time.Second, "refresh started", "job=sales")
+	w.waitFor(t, at, 20*time.Second, "refresh completed", "job=sales")
+}
+
 // TestReloadKeepsTheStartOnlySettings: a reload never half-applies a
 // setting the daemon reads only at its start. A new state.postgres was
 // kept in the running configuration, silently, while the daemon stayed on
@@ -214,6 +248,28 @@ func TestReloadKeepsTheStartOnlySettings(t *testing.T) {
 	}
 	if cfg.Notify[0].Type != "teams" || cfg.Secrets.CacheTTL.D() != time.Hour || cfg.Emulator.Scenario != "" {
 		t.Errorf("the running configuration took notify %+v, secrets %+v, emulator %+v", cfg.Notify[0], cfg.Secrets, cfg.Emulator)
+	}
+
+	// The same file loaded twice, on Microsoft's cloud: nothing changed,
+	// though each load makes its own keyvault_challenge_verification
+	// pointer (every reload warned about the endpoints).
+	path := filepath.Join(t.TempDir(), "public.yaml")
+	os.WriteFile(path, []byte(`cloud: public
+credentials:
+  c: {tenant_id: 00000000-0000-0000-0000-000000000000, client_id: 11111111-1111-1111-1111-111111111111, client_secret: {env: X}}
+jobs:
+  - {name: j, schedule: "0 6 * * *", credential: c, workspace_id: 22222222-2222-2222-2222-222222222222, dataset_id: 33333333-3333-3333-3333-333333333333}
+`), 0o600)
+	first, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := configs.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs := keepStartOnly(first, second); len(msgs) != 0 {
+		t.Errorf("an unchanged file on cloud public gave warnings %q", msgs)
 	}
 
 	// Nothing start-only changed: nothing said.

@@ -586,6 +586,16 @@ func (c *runCmd) reload(ctx context.Context) {
 	for _, msg := range keepStartOnly(old, cfg) {
 		c.logger.Warn(msg)
 	}
+	// The daemon's Azure identity is made at its start, when its config
+	// needs one. A reload that brings the first Key Vault reference was
+	// taken, and every run of that credential then failed to read its
+	// secret until a restart.
+	if what := usesAzure(cfg); what != "" && c.env.azure == nil {
+		c.logger.Error("reload refused; keeping the running configuration",
+			"error", what+" needs an Azure identity to read Key Vault with, and this daemon started without one (its configuration had no Key Vault reference)",
+			"hint", "restart the daemon to take this configuration")
+		return
+	}
 	if c.http != nil {
 		if err := c.http.loadToken(cfg.HTTP.TokenFile); err != nil {
 			c.logger.Error("reload refused; keeping the running configuration", "error", err)
@@ -609,7 +619,11 @@ func (c *runCmd) reload(ctx context.Context) {
 // configuration, so a daemon still on its SQLite file behaved as a
 // replica, or the other way round) without a word in the log.
 func keepStartOnly(old, cfg *configs.Config) (changed []string) {
-	if cfg.Cloud != old.Cloud || (cfg.Cloud != "emulator" && cfg.Endpoints != old.Endpoints) || cfg.TLS != old.TLS {
+	// Compared by value: a load makes a new keyvault_challenge_verification
+	// pointer each time, so comparing the structs (as this did) warned at
+	// every reload on any cloud but the emulator's, whose endpoints the
+	// daemon fills in at its start.
+	if cfg.Cloud != old.Cloud || (cfg.Cloud != "emulator" && !reflect.DeepEqual(cfg.Endpoints, old.Endpoints)) || cfg.TLS != old.TLS {
 		changed = append(changed, "cloud, endpoints and TLS changes take effect at the next start")
 	}
 	if cfg.State.Path != old.State.Path || !reflect.DeepEqual(cfg.State.Postgres, old.State.Postgres) {

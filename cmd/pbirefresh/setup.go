@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -152,22 +154,7 @@ func (e *env) ref(s *configs.SecretRef) string {
 // Azure CLI) on the configured cloud, or, in the embedded emulator, its
 // vault reader. nil when the config needs neither.
 func (e *env) azureCredential() (azcore.TokenCredential, error) {
-	refs := []*configs.SecretRef{}
-	for _, cr := range e.cfg.Credentials {
-		refs = append(refs, cr.ClientSecret, cr.Password)
-	}
-	for _, n := range e.cfg.Notify {
-		refs = append(refs, n.URL)
-	}
-	uses := false
-	if pg := e.cfg.State.Postgres; pg != nil {
-		refs = append(refs, pg.Password)
-		uses = pg.EntraToken
-	}
-	for _, s := range refs {
-		uses = uses || (s != nil && s.KeyVault != nil)
-	}
-	if !uses {
+	if usesAzure(e.cfg) == "" {
 		return nil, nil
 	}
 	opts := azcore.ClientOptions{Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: e.cfg.Endpoints.AuthorityHost + "/"}, Transport: e.http}
@@ -192,6 +179,34 @@ func (e *env) azureCredential() (azcore.TokenCredential, error) {
 		return nil, fmt.Errorf("set up the Azure identity (Key Vault, the state database's token): %w", err)
 	}
 	return cred, nil
+}
+
+// usesAzure names what in cfg needs the daemon's own Azure identity (a
+// Key Vault reference, the state database's Entra token), or "".
+func usesAzure(cfg *configs.Config) string {
+	names := slices.Sorted(maps.Keys(cfg.Credentials))
+	for _, name := range names {
+		cr := cfg.Credentials[name]
+		for _, ref := range []*configs.SecretRef{cr.ClientSecret, cr.Password} {
+			if ref != nil && ref.KeyVault != nil {
+				return "credential " + name + "'s secret in Key Vault"
+			}
+		}
+	}
+	for _, n := range cfg.Notify {
+		if n.URL != nil && n.URL.KeyVault != nil {
+			return "notify target " + n.Name + "'s URL in Key Vault"
+		}
+	}
+	if pg := cfg.State.Postgres; pg != nil {
+		if pg.EntraToken {
+			return "state.postgres.entra_token"
+		}
+		if pg.Password != nil && pg.Password.KeyVault != nil {
+			return "state.postgres's password in Key Vault"
+		}
+	}
+	return ""
 }
 
 // newHTTPClient is the one client for MSAL, azidentity, azsecrets and Power

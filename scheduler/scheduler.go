@@ -180,8 +180,10 @@ func (s *Scheduler) tolerance() time.Duration {
 
 // Set installs (or reloads) the jobs. An unchanged job keeps its state; a
 // new or changed one is scheduled from now, or, if the journal knows its
-// last slot, from there (so slots missed while down are found). A paused
-// job's missed slots are never run. Runs in flight continue.
+// last slot, from there (so slots missed while down are found). A job
+// resumed here is scheduled from now: its slots missed while paused are
+// never run (the journal does not know pauses: a job that is new here
+// and enabled is taken up from its last slot). Runs in flight continue.
 func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 	// The journal is read before the lock is taken: only for jobs this
 	// scheduler does not know yet.

@@ -119,7 +119,7 @@ func (s *Store) Claim(ctx context.Context, job string, slot time.Time) (int64, e
 		}
 		return 0, store.ErrDuplicate
 	case err != nil:
-		return 0, uniqueErr(err)
+		return 0, s.wrote(uniqueErr(err))
 	}
-	return id, nil
+	return id, s.wrote(nil)
 }

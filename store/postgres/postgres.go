@@ -112,8 +112,11 @@ type Store struct {
 
 	member *membership // nil when read-only
 	chain  atomic.Pointer[store.Chain]
-	closed chan struct{}
-	wg     sync.WaitGroup
+
+	writeMu  sync.Mutex
+	writeErr error // the last run write's failure, nil after a success (Ping)
+	closed   chan struct{}
+	wg       sync.WaitGroup
 }
 
 // Open connects, migrates (unless read-only) and, with Options.Replica,
@@ -401,13 +404,14 @@ func (s *Store) whyNotInserted(ctx context.Context, job string, slot time.Time, 
 // the slot is taken (by any replica); ErrBusy: the job has a run in
 // flight; ErrFenced: this replica may not claim now.
 func (s *Store) Begin(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind) (int64, error) {
-	return s.insert(ctx, job, slot, kind, pbirefresh.Pending, "", s.now(), time.Time{})
+	id, err := s.insert(ctx, job, slot, kind, pbirefresh.Pending, "", s.now(), time.Time{})
+	return id, s.wrote(err)
 }
 
 // Record writes a slot decided without a refresh: skipped or missed.
 func (s *Store) Record(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string) error {
 	_, err := s.insert(ctx, job, slot, kind, status, note, time.Time{}, s.now())
-	return err
+	return s.wrote(err)
 }
 
 // Fail marks the run of a slot as an error with a note: this replica's
@@ -417,15 +421,39 @@ func (s *Store) Fail(ctx context.Context, job string, slot time.Time, kind pbire
 		WHERE job = @job AND slot = @slot AND status IN ('pending', 'running') AND owner = @owner AND `+leaseHeld,
 		pgx.NamedArgs{"note": note, "ended": nanos(s.now()), "job": job, "slot": nanos(slot), "owner": s.self()})
 	if err != nil {
-		return err
+		return s.wrote(err)
 	}
 	if tag.RowsAffected() > 0 {
-		return nil
+		return s.wrote(nil)
 	}
 	err = s.Record(ctx, job, slot, kind, pbirefresh.Error, note)
 	if errors.Is(err, store.ErrDuplicate) {
 		return nil // already final, or another replica's
 	}
+	return err
+}
+
+// wroteOwned is owned, noted for Ping.
+func (s *Store) wroteOwned(ctx context.Context, sql string, args pgx.NamedArgs) error {
+	return s.wrote(s.owned(ctx, sql, args))
+}
+
+// wrote notes a run write's result for Ping. A failure that is not one of
+// the answers a replica expects (the slot taken, the run another's or in
+// flight, the lease gone, the caller gone) makes Ping fail, and so
+// /readyz, until a run write succeeds again, as with SQLite state: the
+// daemon's log says so when it happens. (Ping alone did not see it: a
+// database that answers but refuses the runs' writes, full or without
+// the privilege, stayed ready.)
+func (s *Store) wrote(err error) error {
+	switch {
+	case errors.Is(err, store.ErrDuplicate), errors.Is(err, store.ErrBusy), errors.Is(err, store.ErrNotOwner),
+		errors.Is(err, store.ErrFenced), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	s.writeMu.Lock()
+	s.writeErr = err
+	s.writeMu.Unlock()
 	return err
 }
 
@@ -448,7 +476,7 @@ func (s *Store) owned(ctx context.Context, sql string, args pgx.NamedArgs) error
 
 // SetRefresh records the refresh id of a run: it is now in flight.
 func (s *Store) SetRefresh(ctx context.Context, id int64, refreshID string) error {
-	return s.owned(ctx, `UPDATE pbirefresh_runs SET refresh_id = @refresh, status = 'running' WHERE id = @id AND status IN ('pending', 'running')`,
+	return s.wroteOwned(ctx, `UPDATE pbirefresh_runs SET refresh_id = @refresh, status = 'running' WHERE id = @id AND status IN ('pending', 'running')`,
 		pgx.NamedArgs{"refresh": refreshID, "id": id})
 }
 
@@ -461,6 +489,10 @@ const finishSQL = `UPDATE pbirefresh_runs SET status = @status, refresh_id = CAS
 // Finish writes a run's outcome and, in the same transaction, what it
 // means for the jobs that run after this one (see SetChain).
 func (s *Store) Finish(ctx context.Context, id int64, o store.Outcome) error {
+	return s.wrote(s.finish(ctx, id, o))
+}
+
+func (s *Store) finish(ctx context.Context, id int64, o store.Outcome) error {
 	args := pgx.NamedArgs{"status": string(o.Status), "refresh": o.RefreshID, "ended": nanos(s.now()), "polls": o.Polls, "error": o.Error,
 		"code": o.Code, "hint": o.Hint, "note": o.Note, "sstart": nanos(o.ServiceStart), "send": nanos(o.ServiceEnd), "id": id}
 	chain := s.chain.Load()
@@ -677,13 +709,20 @@ func (s *Store) Prune(ctx context.Context, keep int, maxAge time.Duration) (int6
 	return tag.RowsAffected(), nil
 }
 
-// Ping checks that the database answers and that this replica holds its
-// lease: a replica without one does no work, and says so on /readyz.
+// Ping checks that the database answers, that this replica holds its
+// lease (a replica without one does no work, and says so on /readyz), and
+// that the last run write succeeded.
 func (s *Store) Ping(ctx context.Context) error {
 	if s.member != nil {
 		if err := s.member.gate(); err != nil {
 			return err
 		}
+	}
+	s.writeMu.Lock()
+	werr := s.writeErr
+	s.writeMu.Unlock()
+	if werr != nil {
+		return fmt.Errorf("the last write of a run failed: %w", werr)
 	}
 	return s.pool.Ping(ctx)
 }

@@ -206,6 +206,50 @@ func TestCloseHandsRunsOverAtOnce(t *testing.T) {
 	}
 }
 
+// TestFailedWriteMakesPingFail: once a run's write fails for a reason of
+// the database's own, Ping says so (the daemon's /readyz), until a write
+// succeeds again; the answers a replica expects (a slot taken) do not.
+func TestFailedWriteMakesPingFail(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	ctx := context.Background()
+	s := open(t, url, Options{Replica: replica(), LeaseTTL: time.Hour})
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Begin(ctx, "a", storetest.T0, pbirefresh.Scheduled); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Begin(ctx, "a", storetest.T0, pbirefresh.Scheduled); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("the same slot again: %v, want ErrDuplicate", err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping after a taken slot: %v", err)
+	}
+	for _, q := range []string{
+		`CREATE FUNCTION no_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$`,
+		`CREATE TRIGGER no_writes BEFORE INSERT ON pbirefresh_runs FOR EACH ROW EXECUTE FUNCTION no_writes()`,
+	} {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Record(ctx, "b", storetest.T0, pbirefresh.Scheduled, pbirefresh.Missed, ""); err == nil {
+		t.Fatal("the write succeeded")
+	}
+	if err := s.Ping(ctx); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("ping after a failed write: %v", err)
+	}
+	if _, err := s.pool.Exec(ctx, `DROP TRIGGER no_writes ON pbirefresh_runs`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Record(ctx, "b", storetest.T0, pbirefresh.Scheduled, pbirefresh.Missed, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping after a good write: %v", err)
+	}
+}
+
 // TestConcurrentAdoptersSplitTheRuns: replicas adopting at once take each
 // run once (SKIP LOCKED).
 func TestConcurrentAdoptersSplitTheRuns(t *testing.T) {

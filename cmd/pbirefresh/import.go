@@ -358,15 +358,44 @@ func readWorkspace(ctx context.Context, client *refresh.Client, ws refresh.Works
 	return out, nil
 }
 
+// datasetRef is how a job names its dataset, each part by id or, when the
+// id is empty, by name; names compare without case, as the daemon
+// resolves them.
+func datasetRef(wsID, wsName, dsID, dsName string) string {
+	w, d := "id:"+wsID, "id:"+dsID
+	if wsID == "" {
+		w = "name:" + wsName
+	}
+	if dsID == "" {
+		d = "name:" + dsName
+	}
+	return strings.ToLower(w + "/" + d)
+}
+
 // plan decides the jobs and returns the configuration text with the new
 // ones added, and how many were added.
 func (c *importCmd) plan(cfg *configs.Config, input []byte, list []*importedDataset) ([]byte, int, error) {
+	// The jobs already refreshing a dataset, however they name it: by ids,
+	// by names (a job written by hand with names was not recognised, and
+	// the import added a second job for its dataset), or a mix.
 	byDataset := map[string][]*configs.Job{}
 	taken := map[string]bool{}
 	for _, j := range cfg.Jobs {
-		k := strings.ToLower(j.WorkspaceID + "/" + j.DatasetID)
-		byDataset[k] = append(byDataset[k], j)
 		taken[j.Name] = true
+		if j.DatasetID == "" && j.Dataset == "" {
+			continue // a dataflow's job
+		}
+		k := datasetRef(j.WorkspaceID, j.Workspace, j.DatasetID, j.Dataset)
+		byDataset[k] = append(byDataset[k], j)
+	}
+	jobsOf := func(ds *importedDataset) []*configs.Job {
+		var have []*configs.Job
+		for _, ws := range [][2]string{{ds.ws.ID, ""}, {"", ds.ws.Name}} {
+			for _, d := range [][2]string{{ds.ds.ID, ""}, {"", ds.ds.Name}} {
+				have = append(have, byDataset[datasetRef(ws[0], ws[1], d[0], d[1])]...)
+			}
+		}
+		return have
 	}
 	// The jobs reproduce Power BI's DST behaviour under the default policy;
 	// other defaults are overridden in each job.
@@ -378,7 +407,7 @@ func (c *importCmd) plan(cfg *configs.Config, input []byte, list []*importedData
 		if ds.exprs == nil {
 			continue
 		}
-		if have := byDataset[strings.ToLower(ds.ws.ID+"/"+ds.ds.ID)]; len(have) > 0 {
+		if have := jobsOf(ds); len(have) > 0 {
 			if sameSchedule(have, ds.exprs, ds.zone) {
 				ds.present = true
 				for _, j := range have {

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pbirefresh/pbirefresh/configs"
+	"github.com/pbirefresh/pbirefresh/refresh"
 )
 
 // The import tests run against testdata/import/scenario.yaml: workspace
@@ -517,5 +520,51 @@ func TestImportToStdoutKeepsPowerBIsDST(t *testing.T) {
 	os.WriteFile(out, []byte(r.stdout), 0o600)
 	if r := runBinary(t, nil, "validate", "--config", out); r.code != 0 {
 		t.Fatalf("validate: %+v", r)
+	}
+}
+
+// TestImportKnowsJobsWrittenWithNames: a job that names its workspace or
+// dataset instead of giving ids refreshes the same dataset as the one the
+// import finds; the import recognises it (it added a second job).
+func TestImportKnowsJobsWrittenWithNames(t *testing.T) {
+	const ws, ds = "c0ffee00-0000-4000-8000-000000000101", "c0ffee00-0000-4000-8000-000000000201"
+	for _, tc := range []struct{ name, refs string }{
+		{"names", `workspace: "Sales BI", dataset: "sales model"`},
+		{"workspace by name", `workspace: "sales bi", dataset_id: ` + ds},
+		{"dataset by name", `workspace_id: ` + strings.ToUpper(ws) + `, dataset: "Sales Model"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			input := []byte(`credentials:
+  c: {tenant_id: 00000000-0000-0000-0000-000000000000, client_id: 11111111-1111-1111-1111-111111111111, client_secret: {env: X}}
+jobs:
+  - {name: by-hand, schedule: "0 5 * * *", timezone: Europe/Amsterdam, credential: c, ` + tc.refs + `}
+`)
+			path := filepath.Join(t.TempDir(), "pbirefresh.yaml")
+			os.WriteFile(path, input, 0o600)
+			cfg, err := configs.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := func(exprs ...string) *importedDataset {
+				return &importedDataset{ws: refresh.Workspace{ID: ws, Name: "Sales BI"}, ds: refresh.DatasetInfo{ID: ds, Name: "Sales Model"},
+					exprs: exprs, zone: "Europe/Amsterdam"}
+			}
+			same, other := found("0 5 * * *"), found("0 6 * * *")
+			for _, d := range []*importedDataset{same, other} {
+				out, added, err := (&importCmd{}).plan(cfg, input, []*importedDataset{d})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if added != 0 || string(out) != string(input) {
+					t.Errorf("schedule %v: %d jobs added for a dataset job by-hand refreshes:\n%s", d.exprs, added, out)
+				}
+			}
+			if !same.present || !slices.Equal(same.jobs, []string{"by-hand"}) {
+				t.Errorf("same schedule: present %v, jobs %v; want by-hand's", same.present, same.jobs)
+			}
+			if !strings.Contains(other.why, "already refreshed by job by-hand") {
+				t.Errorf("another schedule: why %q", other.why)
+			}
+		})
 	}
 }

@@ -41,8 +41,9 @@
 //	                        the caps at once, runs in flight keeping their places
 //	jitter                  random [0, jitter) per run, or a stable per-job offset (fixed)
 //	enabled: false          paused; on resume (Set), slots missed while paused are not run;
-//	                        a journal does not know pauses, so a job first Set enabled is
-//	                        taken up from its last slot, as after downtime
+//	                        a job first Set enabled is taken up from the journal's last
+//	                        slot (the daemon's journals count a resume as one, so a job
+//	                        resumed across a restart misses nothing of its pause)
 //	manual run              through the same overlap rules, recorded as manual
 //	panics                  contained, logged with the stack, recorded as an error
 //	reload                  unchanged jobs keep their state; changed ones restart from now

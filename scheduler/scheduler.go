@@ -182,8 +182,9 @@ func (s *Scheduler) tolerance() time.Duration {
 // new or changed one is scheduled from now, or, if the journal knows its
 // last slot, from there (so slots missed while down are found). A job
 // resumed here is scheduled from now: its slots missed while paused are
-// never run (the journal does not know pauses: a job that is new here
-// and enabled is taken up from its last slot). Runs in flight continue.
+// never run (a job that is new here and enabled is taken up from the
+// journal's last slot, which counts a resume in the daemon's stores).
+// Runs in flight continue.
 func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 	// The journal is read before the lock is taken: only for jobs this
 	// scheduler does not know yet.

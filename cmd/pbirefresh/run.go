@@ -60,6 +60,10 @@ type stateStore interface {
 	Waiting(ctx context.Context, job string, ups []string) ([]string, error)
 	Triggered(ctx context.Context) ([]store.Run, error)
 	Claim(ctx context.Context, job string, slot time.Time) (int64, error)
+	// SetPaused and Pauses remember pauses across restarts: a resume
+	// counts as the job's last decided slot.
+	SetPaused(ctx context.Context, job string, paused bool, at time.Time) error
+	Pauses(ctx context.Context) (map[string]time.Time, error)
 	// Ping fails when the database does not answer or the last write
 	// failed: /readyz reports it.
 	Ping(ctx context.Context) error
@@ -530,6 +534,7 @@ func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 			LimitKey: j.Credential, Run: c.runFunc(j, clients[j.Credential]), Version: string(version[:]),
 		})
 	}
+	c.recordPauses(ctx, cfg)
 	if err := c.sched.Set(ctx, jobs); err != nil {
 		return err
 	}
@@ -610,6 +615,34 @@ func (c *runCmd) reload(ctx context.Context) {
 		return
 	}
 	c.logger.Info("configuration reloaded", "jobs", len(cfg.Jobs))
+}
+
+// recordPauses remembers which scheduled jobs the configuration pauses
+// and resumes, before the scheduler takes them up: a job resumed (by a
+// reload or a restart) counts its resume as its last decided slot, so
+// its slots of the pause are never run, nor recorded as missed. Without
+// this a restart took a resumed job up from its last run, and caught up
+// a slot of its pause. A failed write is logged; the job is then taken
+// up as before.
+func (c *runCmd) recordPauses(ctx context.Context, cfg *configs.Config) {
+	paused, err := c.store.Pauses(ctx)
+	if err != nil {
+		c.logger.Error("read the jobs' pauses", "error", err, "hint", pbirefresh.Hint(err))
+		return
+	}
+	now := time.Now()
+	for _, j := range cfg.Jobs {
+		if j.Parsed == nil {
+			continue // runs only when triggered: nothing to take up
+		}
+		_, was := paused[j.Name]
+		if was == !*j.Enabled {
+			continue
+		}
+		if err := c.store.SetPaused(ctx, j.Name, !*j.Enabled, now); err != nil {
+			c.logger.Error("record a job's pause or resume", "job", j.Name, "error", err, "hint", pbirefresh.Hint(err))
+		}
+	}
 }
 
 // keepStartOnly puts back into cfg, a configuration being reloaded, the

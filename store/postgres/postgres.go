@@ -65,6 +65,14 @@ var migrations = []string{
 		ADD COLUMN upstream_run bigint NOT NULL DEFAULT 0;
 	UPDATE pbirefresh_runs SET queued = posted, done = CASE WHEN status = 'completed' THEN ended ELSE 0 END;
 	CREATE INDEX pbirefresh_runs_triggered ON pbirefresh_runs (id) WHERE status = 'triggered';`,
+	// Version 3: pauses. paused is when a job was paused (0: it is not);
+	// resumed, when it was last taken up again, which counts as a decided
+	// slot: a restart never runs, nor records as missed, a slot of a pause.
+	`CREATE TABLE pbirefresh_pauses (
+		job     text   PRIMARY KEY,
+		paused  bigint NOT NULL DEFAULT 0,
+		resumed bigint NOT NULL DEFAULT 0
+	);`,
 }
 
 // dbNow is the database's clock in Unix nanoseconds (microsecond
@@ -259,7 +267,7 @@ func permissionErr(url string, err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42501" {
 		return pbirefresh.WithHint(fmt.Errorf("state database %s: %w", url, err),
-			"the role needs CREATE on the schema for the first start (later: SELECT, INSERT, UPDATE, DELETE on the pbirefresh_ tables and USAGE on their sequence); see README \"High availability\"")
+			"the role needs CREATE on the schema for the first start, and for the first start of a version that adds a table (otherwise: SELECT, INSERT, UPDATE, DELETE on the pbirefresh_ tables and USAGE on their sequence); see README \"High availability\"")
 	}
 	return err
 }
@@ -525,6 +533,42 @@ func (s *Store) finish(ctx context.Context, id int64, o store.Outcome) error {
 	})
 }
 
+// SetPaused records that a job was paused (paused true; a pause already
+// recorded keeps its time) or taken up again, at at. A resume counts as
+// the job's last decided slot (LastSlot, LastSlots): a restart takes the
+// job up from there, never from before its pause. Replicas record the
+// same pause or resume alike.
+func (s *Store) SetPaused(ctx context.Context, job string, paused bool, at time.Time) error {
+	var err error
+	if paused {
+		_, err = s.pool.Exec(ctx, `INSERT INTO pbirefresh_pauses (job, paused) VALUES ($1, $2)
+			ON CONFLICT (job) DO UPDATE SET paused = excluded.paused WHERE pbirefresh_pauses.paused = 0`, job, nanos(at))
+	} else {
+		_, err = s.pool.Exec(ctx, `INSERT INTO pbirefresh_pauses (job, resumed) VALUES ($1, $2)
+			ON CONFLICT (job) DO UPDATE SET paused = 0, resumed = excluded.resumed`, job, nanos(at))
+	}
+	return err
+}
+
+// Pauses returns the jobs recorded paused, with when.
+func (s *Store) Pauses(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.pool.Query(ctx, `SELECT job, paused FROM pbirefresh_pauses WHERE paused > 0`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var job string
+		var at int64
+		if err := rows.Scan(&job, &at); err != nil {
+			return nil, err
+		}
+		out[job] = fromNanos(at)
+	}
+	return out, rows.Err()
+}
+
 // Claimed reports whether some run records this refresh id.
 func (s *Store) Claimed(ctx context.Context, refreshID string) (bool, error) {
 	var n int
@@ -533,10 +577,11 @@ func (s *Store) Claimed(ctx context.Context, refreshID string) (bool, error) {
 }
 
 // LastSlot returns the newest slot decided for a job (run, skipped or
-// missed; manual runs do not count).
+// missed; manual runs do not count; a resume does).
 func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, error) {
 	var n *int64
-	if err := s.pool.QueryRow(ctx, `SELECT max(slot) FROM pbirefresh_runs WHERE job = $1 AND kind <> 'manual'`, job).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT max(s) FROM (SELECT max(slot) AS s FROM pbirefresh_runs WHERE job = $1 AND kind <> 'manual'
+		UNION ALL SELECT resumed FROM pbirefresh_pauses WHERE job = $1 AND resumed > 0) last`, job).Scan(&n); err != nil {
 		return time.Time{}, false, err
 	}
 	if n == nil {
@@ -546,9 +591,10 @@ func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, erro
 }
 
 // LastSlots returns every job's newest slot decided (manual runs do not
-// count), in one query.
+// count; a resume does), in one query.
 func (s *Store) LastSlots(ctx context.Context) (map[string]time.Time, error) {
-	rows, err := s.pool.Query(ctx, `SELECT job, max(slot) FROM pbirefresh_runs WHERE kind <> 'manual' GROUP BY job`)
+	rows, err := s.pool.Query(ctx, `SELECT job, max(s) FROM (SELECT job, max(slot) AS s FROM pbirefresh_runs WHERE kind <> 'manual' GROUP BY job
+		UNION ALL SELECT job, resumed FROM pbirefresh_pauses WHERE resumed > 0) last GROUP BY job`)
 	if err != nil {
 		return nil, err
 	}

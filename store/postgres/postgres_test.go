@@ -341,8 +341,8 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 // TestLeastPrivilegesAfterTheFirstStart: once a role with CREATE made the
 // tables, a role granted only the README's least privileges (use of the
-// three tables and the sequence, no CREATE on the schema) starts, records
-// and ends a run.
+// four tables and the sequence, no CREATE on the schema) starts, records
+// and ends a run, and records a pause.
 func TestLeastPrivilegesAfterTheFirstStart(t *testing.T) {
 	srv := pgtest.Shared(t)
 	url := srv.NewDatabase(t)
@@ -358,7 +358,7 @@ func TestLeastPrivilegesAfterTheFirstStart(t *testing.T) {
 	for _, q := range []string{
 		"CREATE ROLE " + role + " LOGIN",
 		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON pbirefresh_schema, pbirefresh_replicas, pbirefresh_runs TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON pbirefresh_schema, pbirefresh_replicas, pbirefresh_runs, pbirefresh_pauses TO " + role,
 		"GRANT USAGE ON SEQUENCE pbirefresh_runs_id_seq TO " + role,
 	} {
 		if _, err := admin.Exec(ctx, q); err != nil {
@@ -386,6 +386,15 @@ func TestLeastPrivilegesAfterTheFirstStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := s.Finish(ctx, id, store.Outcome{Status: pbirefresh.Completed}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPaused(ctx, "sales", true, slot); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Pauses(ctx); err != nil || len(p) != 1 {
+		t.Fatalf("pauses: %v %v", p, err)
+	}
+	if _, err := s.LastSlots(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

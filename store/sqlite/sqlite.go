@@ -63,6 +63,14 @@ var migrations = []string{
 	ALTER TABLE runs ADD COLUMN upstream_run INTEGER NOT NULL DEFAULT 0;
 	UPDATE runs SET queued = posted;
 	CREATE INDEX runs_triggered ON runs (id) WHERE status = 'triggered';`,
+	// Version 4: pauses. paused is when a job was paused (0: it is not);
+	// resumed, when it was last taken up again, which counts as a decided
+	// slot: a restart never runs, nor records as missed, a slot of a pause.
+	`CREATE TABLE pauses (
+		job     TEXT    PRIMARY KEY,
+		paused  INTEGER NOT NULL DEFAULT 0,
+		resumed INTEGER NOT NULL DEFAULT 0
+	);`,
 }
 
 // beginSQL records a run; setRefreshSQL its refresh id, while it is in
@@ -574,7 +582,12 @@ func (s *Store) Claimed(ctx context.Context, refreshID string) (bool, error) {
 // so it survives pruning unless every run of the job aged out.
 func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, error) {
 	var n sql.NullInt64
-	err := s.direct().QueryRowContext(ctx, `SELECT max(slot) FROM runs WHERE job = ? AND kind != ?`, job, string(pbirefresh.Manual)).Scan(&n)
+	q, args := `SELECT max(slot) AS s FROM runs WHERE job = ? AND kind != ?`, []any{job, string(pbirefresh.Manual)}
+	if s.version >= 4 {
+		q = `SELECT max(s) FROM (` + q + ` UNION ALL SELECT resumed FROM pauses WHERE job = ? AND resumed > 0)`
+		args = append(args, job)
+	}
+	err := s.direct().QueryRowContext(ctx, q, args...).Scan(&n)
 	if err != nil {
 		return time.Time{}, false, err
 	}
@@ -585,9 +598,14 @@ func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, erro
 }
 
 // LastSlots returns every job's newest slot decided (manual runs do not
-// count), in one query.
+// count; a resume does), in one query.
 func (s *Store) LastSlots(ctx context.Context) (map[string]time.Time, error) {
-	rows, err := s.direct().QueryContext(ctx, `SELECT job, max(slot) FROM runs WHERE kind != 'manual' GROUP BY job`)
+	q := `SELECT job, max(slot) FROM runs WHERE kind != 'manual' GROUP BY job`
+	if s.version >= 4 {
+		q = `SELECT job, max(s) FROM (SELECT job, max(slot) AS s FROM runs WHERE kind != 'manual' GROUP BY job
+			UNION ALL SELECT job, resumed FROM pauses WHERE resumed > 0) GROUP BY job`
+	}
+	rows, err := s.direct().QueryContext(ctx, q)
 	if err != nil {
 		return nil, classify(s.path, err)
 	}
@@ -600,6 +618,47 @@ func (s *Store) LastSlots(ctx context.Context) (map[string]time.Time, error) {
 			return nil, err
 		}
 		out[job] = fromNanos(slot)
+	}
+	return out, rows.Err()
+}
+
+// SetPaused records that a job was paused (paused true; a pause already
+// recorded keeps its time) or taken up again, at at. A resume counts as
+// the job's last decided slot (LastSlot, LastSlots): a restart takes the
+// job up from there, never from before its pause.
+func (s *Store) SetPaused(ctx context.Context, job string, paused bool, at time.Time) error {
+	if s.w == nil {
+		return errReadOnly
+	}
+	return s.submit(ctx, true, func(ctx context.Context, c *sql.Conn) error {
+		var err error
+		if paused {
+			_, err = c.ExecContext(ctx, `INSERT INTO pauses (job, paused) VALUES (?, ?) ON CONFLICT (job) DO UPDATE SET paused = excluded.paused WHERE pauses.paused = 0`, job, nanos(at))
+		} else {
+			_, err = c.ExecContext(ctx, `INSERT INTO pauses (job, resumed) VALUES (?, ?) ON CONFLICT (job) DO UPDATE SET paused = 0, resumed = excluded.resumed`, job, nanos(at))
+		}
+		return err
+	})
+}
+
+// Pauses returns the jobs recorded paused, with when.
+func (s *Store) Pauses(ctx context.Context) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	if s.version < 4 {
+		return out, nil
+	}
+	rows, err := s.direct().QueryContext(ctx, `SELECT job, paused FROM pauses WHERE paused > 0`)
+	if err != nil {
+		return nil, classify(s.path, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var job string
+		var at int64
+		if err := rows.Scan(&job, &at); err != nil {
+			return nil, err
+		}
+		out[job] = fromNanos(at)
 	}
 	return out, rows.Err()
 }

@@ -33,6 +33,8 @@ type Store interface {
 	Waiting(ctx context.Context, job string, ups []string) ([]string, error)
 	Triggered(ctx context.Context) ([]store.Run, error)
 	Claim(ctx context.Context, job string, slot time.Time) (int64, error)
+	SetPaused(ctx context.Context, job string, paused bool, at time.Time) error
+	Pauses(ctx context.Context) (map[string]time.Time, error)
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -61,6 +63,7 @@ func Run(t *testing.T, open Opener) {
 		{"Prune", prune},
 		{"Chain", chain},
 		{"ChainDiamondRace", diamondRace},
+		{"PausesOutliveTheProcess", pauses},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
 	}
@@ -568,5 +571,45 @@ func diamondRace(t *testing.T, open Opener) {
 		if got := triggered(t, s); len(got) != 0 {
 			t.Fatalf("round %d: left %+v", round, got)
 		}
+	}
+}
+
+// pauses: a pause is remembered across a reopen (a restart) with its first
+// time; a resume counts as the job's last decided slot, so a restart does
+// not take the job up from before its pause.
+func pauses(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s := open(t, "pauses", fixed(T0))
+	must(t, s.Record(ctx, "sales", T0, pbirefresh.Scheduled, pbirefresh.Completed, ""))
+	must(t, s.SetPaused(ctx, "sales", true, T0.Add(time.Hour)))
+	must(t, s.SetPaused(ctx, "sales", true, T0.Add(2*time.Hour))) // still paused: the first time stays
+	must(t, s.Close())
+	s = open(t, "pauses", fixed(T0))
+	defer s.Close()
+	if p, err := s.Pauses(ctx); err != nil || len(p) != 1 || !p["sales"].Equal(T0.Add(time.Hour)) {
+		t.Fatalf("pauses after a reopen: %v %v, want sales since %s", p, err, T0.Add(time.Hour))
+	}
+	// Paused, the last slot is still the last run's.
+	if last, ok, err := s.LastSlot(ctx, "sales"); err != nil || !ok || !last.Equal(T0) {
+		t.Fatalf("last slot while paused: %s %v %v", last, ok, err)
+	}
+	resumed := T0.Add(5 * time.Hour)
+	must(t, s.SetPaused(ctx, "sales", false, resumed))
+	if p, err := s.Pauses(ctx); err != nil || len(p) != 0 {
+		t.Fatalf("pauses after the resume: %v %v", p, err)
+	}
+	if last, ok, err := s.LastSlot(ctx, "sales"); err != nil || !ok || !last.Equal(resumed) {
+		t.Fatalf("last slot after the resume: %s %v %v, want %s", last, ok, err, resumed)
+	}
+	// A job with no run yet, resumed: its resume is its last slot.
+	must(t, s.SetPaused(ctx, "new", false, resumed))
+	all, err := s.LastSlots(ctx)
+	if err != nil || len(all) != 2 || !all["sales"].Equal(resumed) || !all["new"].Equal(resumed) {
+		t.Fatalf("last slots: %v %v", all, err)
+	}
+	// A run after the resume is the last slot again.
+	must(t, s.Record(ctx, "sales", resumed.Add(time.Hour), pbirefresh.Scheduled, pbirefresh.Missed, ""))
+	if all, err := s.LastSlots(ctx); err != nil || !all["sales"].Equal(resumed.Add(time.Hour)) {
+		t.Fatalf("last slots after a run: %v %v", all, err)
 	}
 }

@@ -108,10 +108,11 @@ func queryEscape(s string) string {
 // tolower gives, so the client agrees with the service's filter.
 func fold(s string) string { return strings.ToLower(s) }
 
-// pickByName applies the naming rule: the items named exactly name if
-// there are any, else those named so without regard to case. One match is
-// the answer; none or several are the caller's error to report.
-func pickByName[T any](items []T, name string, nameOf func(T) string) (T, []T) {
+// PickByName applies the naming rule the daemon resolves names by: the
+// items named exactly name if there are any, else those named so without
+// regard to case. One match is the answer; none or several are the
+// caller's error to report. (import matches jobs written with names by it.)
+func PickByName[T any](items []T, name string, nameOf func(T) string) (T, []T) {
 	var exact, folded []T
 	for _, it := range items {
 		switch n := nameOf(it); {
@@ -149,7 +150,7 @@ func (c *Client) ResolveWorkspace(ctx context.Context, name string) (Workspace, 
 	if err := c.getJSON(ctx, path, &out); err != nil {
 		return Workspace{}, err
 	}
-	found, list := pickByName(out.Value, name, func(g groupJSON) string { return g.Name })
+	found, list := PickByName(out.Value, name, func(g groupJSON) string { return g.Name })
 	switch {
 	case len(list) == 1:
 		return found.workspace(), nil
@@ -217,7 +218,7 @@ func (c *Client) ResolveDataset(ctx context.Context, workspaceID, name string) (
 // listed already (a caller resolving many names in one workspace lists it
 // once).
 func MatchDataset(list []DatasetInfo, workspaceID, name string) (DatasetInfo, error) {
-	found, matches := pickByName(list, name, func(d DatasetInfo) string { return d.Name })
+	found, matches := PickByName(list, name, func(d DatasetInfo) string { return d.Name })
 	switch {
 	case len(matches) == 1:
 		return found, nil

@@ -358,44 +358,47 @@ func readWorkspace(ctx context.Context, client *refresh.Client, ws refresh.Works
 	return out, nil
 }
 
-// datasetRef is how a job names its dataset, each part by id or, when the
-// id is empty, by name; names compare without case, as the daemon
-// resolves them.
-func datasetRef(wsID, wsName, dsID, dsName string) string {
-	w, d := "id:"+wsID, "id:"+dsID
-	if wsID == "" {
-		w = "name:" + wsName
-	}
-	if dsID == "" {
-		d = "name:" + dsName
-	}
-	return strings.ToLower(w + "/" + d)
-}
-
 // plan decides the jobs and returns the configuration text with the new
 // ones added, and how many were added.
 func (c *importCmd) plan(cfg *configs.Config, input []byte, list []*importedDataset) ([]byte, int, error) {
 	// The jobs already refreshing a dataset, however they name it: by ids,
 	// by names (a job written by hand with names was not recognised, and
-	// the import added a second job for its dataset), or a mix.
+	// the import added a second job for its dataset), or a mix. A name is
+	// resolved among the workspaces and datasets listed here by the
+	// daemon's own rule (an exact match, else the only match without
+	// regard to case); one the daemon could not resolve matches nothing.
+	var workspaces []refresh.Workspace
+	datasets := map[string][]refresh.DatasetInfo{}
+	for _, d := range list {
+		if _, ok := datasets[d.ws.ID]; !ok {
+			workspaces = append(workspaces, d.ws)
+		}
+		datasets[d.ws.ID] = append(datasets[d.ws.ID], d.ds)
+	}
 	byDataset := map[string][]*configs.Job{}
 	taken := map[string]bool{}
 	for _, j := range cfg.Jobs {
 		taken[j.Name] = true
-		if j.DatasetID == "" && j.Dataset == "" {
-			continue // a dataflow's job
+		wsID, dsID := j.WorkspaceID, j.DatasetID
+		if wsID == "" && j.Workspace != "" {
+			ws, _ := refresh.PickByName(workspaces, j.Workspace, func(w refresh.Workspace) string { return w.Name })
+			wsID = ws.ID
 		}
-		k := datasetRef(j.WorkspaceID, j.Workspace, j.DatasetID, j.Dataset)
-		byDataset[k] = append(byDataset[k], j)
-	}
-	jobsOf := func(ds *importedDataset) []*configs.Job {
-		var have []*configs.Job
-		for _, ws := range [][2]string{{ds.ws.ID, ""}, {"", ds.ws.Name}} {
-			for _, d := range [][2]string{{ds.ds.ID, ""}, {"", ds.ds.Name}} {
-				have = append(have, byDataset[datasetRef(ws[0], ws[1], d[0], d[1])]...)
+		if dsID == "" && j.Dataset != "" && wsID != "" {
+			var inWS []refresh.DatasetInfo
+			for id, list := range datasets {
+				if strings.EqualFold(id, wsID) {
+					inWS = append(inWS, list...)
+				}
 			}
+			ds, _ := refresh.PickByName(inWS, j.Dataset, func(d refresh.DatasetInfo) string { return d.Name })
+			dsID = ds.ID
 		}
-		return have
+		if wsID == "" || dsID == "" {
+			continue // a dataflow's job, or a name not resolved here
+		}
+		k := strings.ToLower(wsID + "/" + dsID)
+		byDataset[k] = append(byDataset[k], j)
 	}
 	// The jobs reproduce Power BI's DST behaviour under the default policy;
 	// other defaults are overridden in each job.
@@ -407,7 +410,7 @@ func (c *importCmd) plan(cfg *configs.Config, input []byte, list []*importedData
 		if ds.exprs == nil {
 			continue
 		}
-		if have := jobsOf(ds); len(have) > 0 {
+		if have := byDataset[strings.ToLower(ds.ws.ID+"/"+ds.ds.ID)]; len(have) > 0 {
 			if sameSchedule(have, ds.exprs, ds.zone) {
 				ds.present = true
 				for _, j := range have {

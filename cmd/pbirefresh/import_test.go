@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -564,6 +565,48 @@ jobs:
 			}
 			if !strings.Contains(other.why, "already refreshed by job by-hand") {
 				t.Errorf("another schedule: why %q", other.why)
+			}
+		})
+	}
+}
+
+// TestImportResolvesNamesAsTheDaemonDoes: a job's dataset name matches by
+// the daemon's rule, an exact name first, else the only one without
+// regard to case; a name the daemon could not resolve (two datasets named
+// so but for case) matches no dataset.
+func TestImportResolvesNamesAsTheDaemonDoes(t *testing.T) {
+	const ws = "c0ffee00-0000-4000-8000-000000000101"
+	for _, tc := range []struct {
+		dataset string
+		added   int
+	}{
+		{"Sales Model", 1}, // the exact one is the job's: only "sales model" gets a job
+		{"SALES MODEL", 2}, // ambiguous: the daemon would refuse it, so it is nobody's
+	} {
+		t.Run(tc.dataset, func(t *testing.T) {
+			input := []byte(`credentials:
+  c: {tenant_id: 00000000-0000-0000-0000-000000000000, client_id: 11111111-1111-1111-1111-111111111111, client_secret: {env: X}}
+jobs:
+  - {name: by-hand, schedule: "0 5 * * *", timezone: Europe/Amsterdam, credential: c, workspace_id: ` + ws + `, dataset: "` + tc.dataset + `"}
+`)
+			path := filepath.Join(t.TempDir(), "pbirefresh.yaml")
+			os.WriteFile(path, input, 0o600)
+			cfg, err := configs.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var list []*importedDataset
+			for i, name := range []string{"Sales Model", "sales model"} {
+				list = append(list, &importedDataset{ws: refresh.Workspace{ID: ws, Name: "Sales BI"},
+					ds:    refresh.DatasetInfo{ID: fmt.Sprintf("c0ffee00-0000-4000-8000-00000000020%d", i+1), Name: name},
+					exprs: []string{"0 5 * * *"}, zone: "Europe/Amsterdam", twin: true})
+			}
+			_, added, err := (&importCmd{}).plan(cfg, input, list)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if added != tc.added {
+				t.Errorf("%d jobs added, want %d (present: %v, %v)", added, tc.added, list[0].present, list[1].present)
 			}
 		})
 	}

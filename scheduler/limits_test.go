@@ -40,8 +40,8 @@ func TestPlacesWaiterThatGivesUp(t *testing.T) {
 }
 
 // TestPlacesUnderChurn: many runs taking, giving up and releasing while
-// the cap changes never exceed the cap in force when they were admitted,
-// and leave nothing held or queued.
+// the cap is lowered from 3 to 2 are never more than 3 in at once, and
+// leave nothing held or queued.
 func TestPlacesUnderChurn(t *testing.T) {
 	p := &places{cap: 3}
 	var mu sync.Mutex

@@ -183,7 +183,7 @@ func (s *Scheduler) tolerance() time.Duration {
 // last slot, from there (so slots missed while down are found). A job
 // resumed here is scheduled from now: its slots missed while paused are
 // never run (a job that is new here and enabled is taken up from the
-// journal's last slot, which counts a resume in the daemon's stores).
+// journal's last slot, which counts a resume in the daemon's journal).
 // Runs in flight continue.
 func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 	// The journal is read before the lock is taken: only for jobs this

@@ -125,6 +125,12 @@ func (q Query) PageSize() int {
 	return q.Limit
 }
 
+// Pause is what the state remembers of a job's pauses: when it was paused
+// (zero: it is not) and when it was last taken up again (zero: never).
+type Pause struct {
+	Paused, Resumed time.Time
+}
+
 // Freshness is what a job's history says about its health: when its last
 // successful refresh ended, and how many runs in a row have failed since.
 type Freshness struct {

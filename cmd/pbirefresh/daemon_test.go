@@ -246,15 +246,17 @@ jobs:
 		}
 		return cfg
 	}
-	c := &runCmd{store: st, logger: slog.New(slog.DiscardHandler)}
+	logger := slog.New(slog.DiscardHandler)
+	c := &runCmd{store: st, logger: logger}
 	c.recordPauses(ctx, load(false)) // the daemon ran with the job paused...
-	cfg := load(true)
-	c.recordPauses(ctx, cfg) // ...and starts again with it resumed
+	cfg := load(true)                // ...and starts again with it resumed
 
-	// The scheduler as the daemon starts it, on the same state.
+	// The scheduler as the daemon starts it (apply), on the same state.
 	var mu sync.Mutex
 	fired := map[string][]pbirefresh.Kind{}
-	sched := scheduler.New(refresh.SystemClock{}, st, nil)
+	m := newMetrics(func() *scheduler.Scheduler { return nil }, func() []string { return nil }, func() (int, bool, bool) { return 0, false, false },
+		newHealthGauges(func() map[string]fresh { return nil }, func() bool { return true }))
+	sched := scheduler.New(refresh.SystemClock{}, &journal{stateStore: st, m: m, logger: logger}, nil)
 	var jobs []scheduler.Job
 	for _, j := range cfg.Jobs {
 		jobs = append(jobs, scheduler.Job{Name: j.Name, Schedule: j.Parsed, Enabled: *j.Enabled, CatchUp: j.Effective.CatchUp.D(),
@@ -267,6 +269,10 @@ jobs:
 	}
 	if err := sched.Set(ctx, jobs); err != nil {
 		t.Fatal(err)
+	}
+	c.recordPauses(ctx, cfg)
+	if p, err := st.Pauses(ctx); err != nil || !p["paused"].Paused.IsZero() || p["paused"].Resumed.IsZero() {
+		t.Fatalf("after the start: pauses %+v %v, want paused resumed", p, err)
 	}
 	sched.Tick(ctx, time.Now())
 	sched.Wait(ctx)

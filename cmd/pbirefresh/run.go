@@ -60,10 +60,9 @@ type stateStore interface {
 	Waiting(ctx context.Context, job string, ups []string) ([]string, error)
 	Triggered(ctx context.Context) ([]store.Run, error)
 	Claim(ctx context.Context, job string, slot time.Time) (int64, error)
-	// SetPaused and Pauses remember pauses across restarts: a resume
-	// counts as the job's last decided slot.
+	// SetPaused and Pauses remember pauses across restarts (see journal).
 	SetPaused(ctx context.Context, job string, paused bool, at time.Time) error
-	Pauses(ctx context.Context) (map[string]time.Time, error)
+	Pauses(ctx context.Context) (map[string]store.Pause, error)
 	// Ping fails when the database does not answer or the last write
 	// failed: /readyz reports it.
 	Ping(ctx context.Context) error
@@ -462,6 +461,58 @@ type journal struct {
 	logger *slog.Logger
 }
 
+// The scheduler takes up a job it does not know yet (at the start, on a
+// reload that adds or enables it, after a replica rejoins) from the
+// journal's last slot: with these, from the job's resume when that is
+// later than its last run. A job the state still says is paused is being
+// resumed now (the scheduler asks only about enabled jobs; recordPauses
+// records the resume once the scheduler has the jobs). So the slots of a
+// pause are neither run nor recorded as missed, also across a restart;
+// before, a restart took a resumed job up from its last run, and caught up
+// a slot of its pause. The store's own LastSlot stays the runs' (the chain
+// dispatcher asks it whether a slot was decided).
+
+func (j *journal) LastSlot(ctx context.Context, job string) (time.Time, bool, error) {
+	last, ok, err := j.stateStore.LastSlot(ctx, job)
+	if err != nil {
+		return last, ok, err
+	}
+	pauses, err := j.Pauses(ctx)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	if from, paused := takenUpAt(pauses[job]); paused || from.After(last) {
+		return from, true, nil
+	}
+	return last, ok, nil
+}
+
+func (j *journal) LastSlots(ctx context.Context) (map[string]time.Time, error) {
+	last, err := j.stateStore.LastSlots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pauses, err := j.Pauses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for job, p := range pauses {
+		if from, paused := takenUpAt(p); paused || from.After(last[job]) {
+			last[job] = from
+		}
+	}
+	return last, nil
+}
+
+// takenUpAt is when a job with this pause record is taken up: its last
+// resume, or now when it is still recorded paused.
+func takenUpAt(p store.Pause) (time.Time, bool) {
+	if !p.Paused.IsZero() {
+		return time.Now(), true
+	}
+	return p.Resumed, false
+}
+
 func (j *journal) Record(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind, status pbirefresh.Status, note string) error {
 	err := j.stateStore.Record(ctx, job, slot, kind, status, note)
 	if err == nil {
@@ -534,10 +585,10 @@ func (c *runCmd) apply(ctx context.Context, cfg *configs.Config) error {
 			LimitKey: j.Credential, Run: c.runFunc(j, clients[j.Credential]), Version: string(version[:]),
 		})
 	}
-	c.recordPauses(ctx, cfg)
 	if err := c.sched.Set(ctx, jobs); err != nil {
 		return err
 	}
+	c.recordPauses(ctx, cfg)
 	// Limits apply at once on a reload too (they were read only at the
 	// start, though the README said a reload applied them): runs in
 	// flight keep their places and count against the new caps.
@@ -618,14 +669,11 @@ func (c *runCmd) reload(ctx context.Context) {
 }
 
 // recordPauses remembers which scheduled jobs the configuration pauses
-// and resumes, before the scheduler takes them up: a job resumed (by a
-// reload or a restart) counts its resume as its last decided slot, so
-// its slots of the pause are never run, nor recorded as missed. Without
-// this a restart took a resumed job up from its last run, and caught up
-// a slot of its pause. A failed write is logged; the job is then taken
-// up as before.
+// and resumes, once the scheduler has taken them up (see journal). A
+// failed write is logged; a job whose resume was not recorded is still
+// recorded paused, and the next start takes it up as resumed then.
 func (c *runCmd) recordPauses(ctx context.Context, cfg *configs.Config) {
-	paused, err := c.store.Pauses(ctx)
+	pauses, err := c.store.Pauses(ctx)
 	if err != nil {
 		c.logger.Error("read the jobs' pauses", "error", err, "hint", pbirefresh.Hint(err))
 		return
@@ -635,7 +683,7 @@ func (c *runCmd) recordPauses(ctx context.Context, cfg *configs.Config) {
 		if j.Parsed == nil {
 			continue // runs only when triggered: nothing to take up
 		}
-		_, was := paused[j.Name]
+		was := !pauses[j.Name].Paused.IsZero()
 		if was == !*j.Enabled {
 			continue
 		}

@@ -66,8 +66,8 @@ var migrations = []string{
 	UPDATE pbirefresh_runs SET queued = posted, done = CASE WHEN status = 'completed' THEN ended ELSE 0 END;
 	CREATE INDEX pbirefresh_runs_triggered ON pbirefresh_runs (id) WHERE status = 'triggered';`,
 	// Version 3: pauses. paused is when a job was paused (0: it is not);
-	// resumed, when it was last taken up again, which counts as a decided
-	// slot: a restart never runs, nor records as missed, a slot of a pause.
+	// resumed, when it was last taken up again: the daemon takes a job up
+	// from there, never from before its pause.
 	`CREATE TABLE pbirefresh_pauses (
 		job     text   PRIMARY KEY,
 		paused  bigint NOT NULL DEFAULT 0,
@@ -446,23 +446,45 @@ func (s *Store) wroteOwned(ctx context.Context, sql string, args pgx.NamedArgs) 
 	return s.wrote(s.owned(ctx, sql, args))
 }
 
-// wrote notes a run write's result for Ping. A failure that is not one of
-// the answers a replica expects (the slot taken, the run another's or in
-// flight, the lease gone, the caller gone) makes Ping fail, and so
+// wrote notes a run write's result for Ping. A refusal that lasts (the
+// database full or out of resources, a privilege missing, a read-only
+// server, an integrity or trigger error) makes Ping fail, and so
 // /readyz, until a run write succeeds again, as with SQLite state: the
 // daemon's log says so when it happens. (Ping alone did not see it: a
-// database that answers but refuses the runs' writes, full or without
-// the privilege, stayed ready.)
+// database that answers but refuses the runs' writes stayed ready.) A
+// lost connection, a cancelled or timed-out statement, a failover or a
+// serialization failure does not count: the next write usually succeeds,
+// and a replica kept not ready until its next run, hours later for daily
+// jobs, would hold up node drains for nothing. Neither do the answers a
+// replica expects (the slot taken, the run another's or busy, the lease
+// gone).
 func (s *Store) wrote(err error) error {
-	switch {
-	case errors.Is(err, store.ErrDuplicate), errors.Is(err, store.ErrBusy), errors.Is(err, store.ErrNotOwner),
-		errors.Is(err, store.ErrFenced), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	if err != nil && !lastingErr(err) {
 		return err
 	}
 	s.writeMu.Lock()
 	s.writeErr = err
 	s.writeMu.Unlock()
 	return err
+}
+
+// lastingErr: a refusal by the database that the next write will likely
+// meet too (SQLSTATE classes 22 data, 23 integrity, 25 transaction state,
+// for example a read-only server, 42 privileges, 53 resources, 58 system,
+// P0 raised by a trigger, XX internal).
+func lastingErr(err error) bool {
+	if errors.Is(err, store.ErrDuplicate) || errors.Is(err, store.ErrBusy) || errors.Is(err, store.ErrNotOwner) || errors.Is(err, store.ErrFenced) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) < 2 {
+		return false // no answer from the server: the connection, a timeout
+	}
+	switch pe.Code[:2] {
+	case "22", "23", "25", "42", "53", "58", "P0", "XX":
+		return true
+	}
+	return false
 }
 
 // owned runs an update of one run that this replica owns under a valid
@@ -534,9 +556,7 @@ func (s *Store) finish(ctx context.Context, id int64, o store.Outcome) error {
 }
 
 // SetPaused records that a job was paused (paused true; a pause already
-// recorded keeps its time) or taken up again, at at. A resume counts as
-// the job's last decided slot (LastSlot, LastSlots): a restart takes the
-// job up from there, never from before its pause. Replicas record the
+// recorded keeps its time) or taken up again, at at. Replicas record the
 // same pause or resume alike.
 func (s *Store) SetPaused(ctx context.Context, job string, paused bool, at time.Time) error {
 	var err error
@@ -547,26 +567,26 @@ func (s *Store) SetPaused(ctx context.Context, job string, paused bool, at time.
 		_, err = s.pool.Exec(ctx, `INSERT INTO pbirefresh_pauses (job, resumed) VALUES ($1, $2)
 			ON CONFLICT (job) DO UPDATE SET paused = 0, resumed = excluded.resumed`, job, nanos(at))
 	}
-	return err
+	return s.wrote(permissionErr(s.url, err))
 }
 
-// Pauses returns the jobs recorded paused, with when.
-func (s *Store) Pauses(ctx context.Context) (map[string]time.Time, error) {
-	rows, err := s.pool.Query(ctx, `SELECT job, paused FROM pbirefresh_pauses WHERE paused > 0`)
+// Pauses returns what the state remembers of the jobs' pauses.
+func (s *Store) Pauses(ctx context.Context) (map[string]store.Pause, error) {
+	rows, err := s.pool.Query(ctx, `SELECT job, paused, resumed FROM pbirefresh_pauses`)
 	if err != nil {
-		return nil, err
+		return nil, permissionErr(s.url, err)
 	}
 	defer rows.Close()
-	out := map[string]time.Time{}
+	out := map[string]store.Pause{}
 	for rows.Next() {
 		var job string
-		var at int64
-		if err := rows.Scan(&job, &at); err != nil {
+		var paused, resumed int64
+		if err := rows.Scan(&job, &paused, &resumed); err != nil {
 			return nil, err
 		}
-		out[job] = fromNanos(at)
+		out[job] = store.Pause{Paused: fromNanos(paused), Resumed: fromNanos(resumed)}
 	}
-	return out, rows.Err()
+	return out, permissionErr(s.url, rows.Err())
 }
 
 // Claimed reports whether some run records this refresh id.
@@ -577,11 +597,10 @@ func (s *Store) Claimed(ctx context.Context, refreshID string) (bool, error) {
 }
 
 // LastSlot returns the newest slot decided for a job (run, skipped or
-// missed; manual runs do not count; a resume does).
+// missed; manual runs do not count).
 func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, error) {
 	var n *int64
-	if err := s.pool.QueryRow(ctx, `SELECT max(s) FROM (SELECT max(slot) AS s FROM pbirefresh_runs WHERE job = $1 AND kind <> 'manual'
-		UNION ALL SELECT resumed FROM pbirefresh_pauses WHERE job = $1 AND resumed > 0) last`, job).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT max(slot) FROM pbirefresh_runs WHERE job = $1 AND kind <> 'manual'`, job).Scan(&n); err != nil {
 		return time.Time{}, false, err
 	}
 	if n == nil {
@@ -591,10 +610,9 @@ func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, erro
 }
 
 // LastSlots returns every job's newest slot decided (manual runs do not
-// count; a resume does), in one query.
+// count), in one query.
 func (s *Store) LastSlots(ctx context.Context) (map[string]time.Time, error) {
-	rows, err := s.pool.Query(ctx, `SELECT job, max(s) FROM (SELECT job, max(slot) AS s FROM pbirefresh_runs WHERE kind <> 'manual' GROUP BY job
-		UNION ALL SELECT job, resumed FROM pbirefresh_pauses WHERE resumed > 0) last GROUP BY job`)
+	rows, err := s.pool.Query(ctx, `SELECT job, max(slot) FROM pbirefresh_runs WHERE kind <> 'manual' GROUP BY job`)
 	if err != nil {
 		return nil, err
 	}

@@ -225,6 +225,16 @@ func TestFailedWriteMakesPingFail(t *testing.T) {
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("ping after a taken slot: %v", err)
 	}
+	// A write that never reached the server (here its caller gave up; a
+	// lost connection is alike) does not make the replica not ready.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Record(gone, "c", storetest.T0, pbirefresh.Scheduled, pbirefresh.Missed, ""); err == nil {
+		t.Fatal("a write with a cancelled context succeeded")
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping after a write that never reached the server: %v", err)
+	}
 	for _, q := range []string{
 		`CREATE FUNCTION no_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$`,
 		`CREATE TRIGGER no_writes BEFORE INSERT ON pbirefresh_runs FOR EACH ROW EXECUTE FUNCTION no_writes()`,

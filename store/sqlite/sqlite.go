@@ -64,8 +64,8 @@ var migrations = []string{
 	UPDATE runs SET queued = posted;
 	CREATE INDEX runs_triggered ON runs (id) WHERE status = 'triggered';`,
 	// Version 4: pauses. paused is when a job was paused (0: it is not);
-	// resumed, when it was last taken up again, which counts as a decided
-	// slot: a restart never runs, nor records as missed, a slot of a pause.
+	// resumed, when it was last taken up again: the daemon takes a job up
+	// from there, never from before its pause.
 	`CREATE TABLE pauses (
 		job     TEXT    PRIMARY KEY,
 		paused  INTEGER NOT NULL DEFAULT 0,
@@ -582,12 +582,7 @@ func (s *Store) Claimed(ctx context.Context, refreshID string) (bool, error) {
 // so it survives pruning unless every run of the job aged out.
 func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, error) {
 	var n sql.NullInt64
-	q, args := `SELECT max(slot) AS s FROM runs WHERE job = ? AND kind != ?`, []any{job, string(pbirefresh.Manual)}
-	if s.version >= 4 {
-		q = `SELECT max(s) FROM (` + q + ` UNION ALL SELECT resumed FROM pauses WHERE job = ? AND resumed > 0)`
-		args = append(args, job)
-	}
-	err := s.direct().QueryRowContext(ctx, q, args...).Scan(&n)
+	err := s.direct().QueryRowContext(ctx, `SELECT max(slot) FROM runs WHERE job = ? AND kind != ?`, job, string(pbirefresh.Manual)).Scan(&n)
 	if err != nil {
 		return time.Time{}, false, err
 	}
@@ -598,14 +593,9 @@ func (s *Store) LastSlot(ctx context.Context, job string) (time.Time, bool, erro
 }
 
 // LastSlots returns every job's newest slot decided (manual runs do not
-// count; a resume does), in one query.
+// count), in one query.
 func (s *Store) LastSlots(ctx context.Context) (map[string]time.Time, error) {
-	q := `SELECT job, max(slot) FROM runs WHERE kind != 'manual' GROUP BY job`
-	if s.version >= 4 {
-		q = `SELECT job, max(s) FROM (SELECT job, max(slot) AS s FROM runs WHERE kind != 'manual' GROUP BY job
-			UNION ALL SELECT job, resumed FROM pauses WHERE resumed > 0) GROUP BY job`
-	}
-	rows, err := s.direct().QueryContext(ctx, q)
+	rows, err := s.direct().QueryContext(ctx, `SELECT job, max(slot) FROM runs WHERE kind != 'manual' GROUP BY job`)
 	if err != nil {
 		return nil, classify(s.path, err)
 	}
@@ -623,9 +613,7 @@ func (s *Store) LastSlots(ctx context.Context) (map[string]time.Time, error) {
 }
 
 // SetPaused records that a job was paused (paused true; a pause already
-// recorded keeps its time) or taken up again, at at. A resume counts as
-// the job's last decided slot (LastSlot, LastSlots): a restart takes the
-// job up from there, never from before its pause.
+// recorded keeps its time) or taken up again, at at.
 func (s *Store) SetPaused(ctx context.Context, job string, paused bool, at time.Time) error {
 	if s.w == nil {
 		return errReadOnly
@@ -641,24 +629,24 @@ func (s *Store) SetPaused(ctx context.Context, job string, paused bool, at time.
 	})
 }
 
-// Pauses returns the jobs recorded paused, with when.
-func (s *Store) Pauses(ctx context.Context) (map[string]time.Time, error) {
-	out := map[string]time.Time{}
+// Pauses returns what the state remembers of the jobs' pauses.
+func (s *Store) Pauses(ctx context.Context) (map[string]store.Pause, error) {
+	out := map[string]store.Pause{}
 	if s.version < 4 {
 		return out, nil
 	}
-	rows, err := s.direct().QueryContext(ctx, `SELECT job, paused FROM pauses WHERE paused > 0`)
+	rows, err := s.direct().QueryContext(ctx, `SELECT job, paused, resumed FROM pauses`)
 	if err != nil {
 		return nil, classify(s.path, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var job string
-		var at int64
-		if err := rows.Scan(&job, &at); err != nil {
+		var paused, resumed int64
+		if err := rows.Scan(&job, &paused, &resumed); err != nil {
 			return nil, err
 		}
-		out[job] = fromNanos(at)
+		out[job] = store.Pause{Paused: fromNanos(paused), Resumed: fromNanos(resumed)}
 	}
 	return out, rows.Err()
 }

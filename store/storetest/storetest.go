@@ -34,7 +34,7 @@ type Store interface {
 	Triggered(ctx context.Context) ([]store.Run, error)
 	Claim(ctx context.Context, job string, slot time.Time) (int64, error)
 	SetPaused(ctx context.Context, job string, paused bool, at time.Time) error
-	Pauses(ctx context.Context) (map[string]time.Time, error)
+	Pauses(ctx context.Context) (map[string]store.Pause, error)
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -575,8 +575,8 @@ func diamondRace(t *testing.T, open Opener) {
 }
 
 // pauses: a pause is remembered across a reopen (a restart) with its first
-// time; a resume counts as the job's last decided slot, so a restart does
-// not take the job up from before its pause.
+// time, and a resume with its time; neither is a run (LastSlot is the
+// runs').
 func pauses(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t, "pauses", fixed(T0))
@@ -586,30 +586,24 @@ func pauses(t *testing.T, open Opener) {
 	must(t, s.Close())
 	s = open(t, "pauses", fixed(T0))
 	defer s.Close()
-	if p, err := s.Pauses(ctx); err != nil || len(p) != 1 || !p["sales"].Equal(T0.Add(time.Hour)) {
-		t.Fatalf("pauses after a reopen: %v %v, want sales since %s", p, err, T0.Add(time.Hour))
-	}
-	// Paused, the last slot is still the last run's.
-	if last, ok, err := s.LastSlot(ctx, "sales"); err != nil || !ok || !last.Equal(T0) {
-		t.Fatalf("last slot while paused: %s %v %v", last, ok, err)
+	if p, err := s.Pauses(ctx); err != nil || len(p) != 1 || !p["sales"].Paused.Equal(T0.Add(time.Hour)) || !p["sales"].Resumed.IsZero() {
+		t.Fatalf("pauses after a reopen: %+v %v, want sales paused since %s", p, err, T0.Add(time.Hour))
 	}
 	resumed := T0.Add(5 * time.Hour)
 	must(t, s.SetPaused(ctx, "sales", false, resumed))
-	if p, err := s.Pauses(ctx); err != nil || len(p) != 0 {
-		t.Fatalf("pauses after the resume: %v %v", p, err)
+	must(t, s.SetPaused(ctx, "new", false, resumed)) // resumed without a pause known
+	p, err := s.Pauses(ctx)
+	if err != nil || len(p) != 2 || !p["sales"].Paused.IsZero() || !p["sales"].Resumed.Equal(resumed) || !p["new"].Resumed.Equal(resumed) {
+		t.Fatalf("pauses after the resumes: %+v %v", p, err)
 	}
-	if last, ok, err := s.LastSlot(ctx, "sales"); err != nil || !ok || !last.Equal(resumed) {
-		t.Fatalf("last slot after the resume: %s %v %v, want %s", last, ok, err, resumed)
+	must(t, s.SetPaused(ctx, "sales", true, resumed.Add(time.Hour))) // paused again: the last resume stays known
+	if p, err := s.Pauses(ctx); err != nil || !p["sales"].Paused.Equal(resumed.Add(time.Hour)) || !p["sales"].Resumed.Equal(resumed) {
+		t.Fatalf("paused again: %+v %v", p, err)
 	}
-	// A job with no run yet, resumed: its resume is its last slot.
-	must(t, s.SetPaused(ctx, "new", false, resumed))
-	all, err := s.LastSlots(ctx)
-	if err != nil || len(all) != 2 || !all["sales"].Equal(resumed) || !all["new"].Equal(resumed) {
-		t.Fatalf("last slots: %v %v", all, err)
+	if last, ok, err := s.LastSlot(ctx, "sales"); err != nil || !ok || !last.Equal(T0) {
+		t.Fatalf("last slot %s %v %v: a pause or resume is not a run", last, ok, err)
 	}
-	// A run after the resume is the last slot again.
-	must(t, s.Record(ctx, "sales", resumed.Add(time.Hour), pbirefresh.Scheduled, pbirefresh.Missed, ""))
-	if all, err := s.LastSlots(ctx); err != nil || !all["sales"].Equal(resumed.Add(time.Hour)) {
-		t.Fatalf("last slots after a run: %v %v", all, err)
+	if all, err := s.LastSlots(ctx); err != nil || len(all) != 1 || !all["sales"].Equal(T0) {
+		t.Fatalf("last slots %v %v: a pause or resume is not a run", all, err)
 	}
 }

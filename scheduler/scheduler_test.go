@@ -240,12 +240,14 @@ func (j *memJournal) Fail(context.Context, string, time.Time, pbirefresh.Kind, s
 }
 
 // gate is a RunFunc per job that counts runs in flight and blocks until
-// released.
+// released: all at once (release), or a job at a time (free, when the job
+// has a channel there).
 type gate struct {
 	mu       sync.Mutex
 	inflight map[string]bool
 	peak     int
 	release  chan struct{}
+	free     map[string]chan struct{}
 }
 
 func (g *gate) run(name string) scheduler.RunFunc {
@@ -253,8 +255,12 @@ func (g *gate) run(name string) scheduler.RunFunc {
 		g.mu.Lock()
 		g.inflight[name] = true
 		g.peak = max(g.peak, len(g.inflight))
+		wait := g.release
+		if c, ok := g.free[name]; ok {
+			wait = c
+		}
 		g.mu.Unlock()
-		<-g.release
+		<-wait
 		g.mu.Lock()
 		delete(g.inflight, name)
 		g.mu.Unlock()
@@ -297,43 +303,24 @@ func TestLimits(t *testing.T) {
 	})
 }
 
-// held is a RunFunc per job that blocks until its own job is let go.
-type held struct {
-	mu      sync.Mutex
-	running map[string]bool
-	free    map[string]chan struct{}
-}
-
-func newHeld(names ...string) *held {
-	h := &held{running: map[string]bool{}, free: map[string]chan struct{}{}}
+// newHeld is a gate whose jobs are let go one at a time.
+func newHeld(names ...string) *gate {
+	g := &gate{inflight: map[string]bool{}, free: map[string]chan struct{}{}}
 	for _, n := range names {
-		h.free[n] = make(chan struct{})
+		g.free[n] = make(chan struct{})
 	}
-	return h
+	return g
 }
 
-func (h *held) run(name string) scheduler.RunFunc {
-	return func(ctx context.Context, slot time.Time, kind pbirefresh.Kind) error {
-		h.mu.Lock()
-		h.running[name] = true
-		h.mu.Unlock()
-		<-h.free[name]
-		h.mu.Lock()
-		delete(h.running, name)
-		h.mu.Unlock()
-		return nil
+// letGo frees the jobs not freed yet.
+func (g *gate) letGo() {
+	for _, c := range g.free {
+		select {
+		case <-c:
+		default:
+			close(c)
+		}
 	}
-}
-
-func (h *held) now() []string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []string
-	for n := range h.running {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // TestSetLimitsOnReload: a reload's new caps apply to the runs waiting and
@@ -344,16 +331,7 @@ func TestSetLimitsOnReload(t *testing.T) {
 		s := scheduler.New(&clock{now: t0}, &memJournal{}, nil)
 		s.MaxInFlight = 1
 		h := newHeld("a", "b", "c")
-		defer func() { // also when a check fails
-			for _, n := range []string{"a", "b", "c"} {
-				select {
-				case <-h.free[n]:
-				default:
-					close(h.free[n])
-				}
-			}
-			wait(s)
-		}()
+		defer func() { h.letGo(); wait(s) }() // also when a check fails
 		ctx := context.Background()
 		var jobs []scheduler.Job
 		for _, n := range []string{"a", "b", "c"} {
@@ -362,29 +340,29 @@ func TestSetLimitsOnReload(t *testing.T) {
 		s.Set(ctx, jobs)
 		s.Tick(ctx, t0.Add(time.Hour))
 		synctest.Wait()
-		first := h.now()
+		first := h.running()
 		if len(first) != 1 {
 			t.Fatalf("running %v with max_in_flight 1", first)
 		}
 		s.SetLimits(2, 0) // raised: a waiting run starts at once
 		synctest.Wait()
-		two := h.now()
+		two := h.running()
 		if len(two) != 2 {
 			t.Fatalf("running %v after max_in_flight went from 1 to 2", two)
 		}
 		s.SetLimits(1, 0) // lowered: both keep running, the third waits
 		synctest.Wait()
-		if got := h.now(); len(got) != 2 {
+		if got := h.running(); len(got) != 2 {
 			t.Fatalf("running %v after max_in_flight went from 2 to 1, want the same two", got)
 		}
 		close(h.free[two[0]])
 		synctest.Wait()
-		if got := h.now(); len(got) != 1 || got[0] != two[1] {
+		if got := h.running(); len(got) != 1 || got[0] != two[1] {
 			t.Fatalf("running %v with one run left under max_in_flight 1, want only %s", got, two[1])
 		}
 		close(h.free[two[1]])
 		synctest.Wait()
-		if got := h.now(); len(got) != 1 || slices.Contains(two, got[0]) {
+		if got := h.running(); len(got) != 1 || slices.Contains(two, got[0]) {
 			t.Fatalf("running %v: the waiting run did not start when a place was free", got)
 		}
 	})
@@ -396,16 +374,7 @@ func TestSetLimitsCountsRunsStartedWithoutACap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := scheduler.New(&clock{now: t0}, &memJournal{}, nil)
 		h := newHeld("a", "b", "c")
-		defer func() {
-			for _, n := range []string{"a", "b", "c"} {
-				select {
-				case <-h.free[n]:
-				default:
-					close(h.free[n])
-				}
-			}
-			wait(s)
-		}()
+		defer func() { h.letGo(); wait(s) }()
 		ctx := context.Background()
 		half, _ := scheduler.Parse("30 * * * *", time.UTC, scheduler.DST{})
 		s.Set(ctx, []scheduler.Job{
@@ -415,23 +384,23 @@ func TestSetLimitsCountsRunsStartedWithoutACap(t *testing.T) {
 		})
 		s.Tick(ctx, t0.Add(time.Hour))
 		synctest.Wait()
-		if got := h.now(); len(got) != 2 {
+		if got := h.running(); len(got) != 2 {
 			t.Fatalf("running %v without caps", got)
 		}
 		s.SetLimits(0, 1)
 		s.Tick(ctx, t0.Add(90*time.Minute)) // c fires: A has two runs in flight
 		synctest.Wait()
-		if got := h.now(); len(got) != 2 || slices.Contains(got, "c") {
+		if got := h.running(); len(got) != 2 || slices.Contains(got, "c") {
 			t.Fatalf("running %v: c started though its credential has two runs under per_credential 1", got)
 		}
 		close(h.free["a"])
 		synctest.Wait()
-		if got := h.now(); len(got) != 1 || got[0] != "b" {
+		if got := h.running(); len(got) != 1 || got[0] != "b" {
 			t.Fatalf("running %v, want b alone (one place for A)", got)
 		}
 		close(h.free["b"])
 		synctest.Wait()
-		if got := h.now(); len(got) != 1 || got[0] != "c" {
+		if got := h.running(); len(got) != 1 || got[0] != "c" {
 			t.Fatalf("running %v, want c once A's place is free", got)
 		}
 	})

@@ -285,11 +285,7 @@ func TestLimits(t *testing.T) {
 		s.MaxInFlight = 1
 		g := &gate{inflight: map[string]bool{}, release: make(chan struct{})}
 		ctx := context.Background()
-		var jobs []scheduler.Job
-		for _, n := range []string{"a", "b", "c"} {
-			jobs = append(jobs, scheduler.Job{Name: n, Schedule: hourly(t), Enabled: true, LimitKey: "cred", Run: g.run(n)})
-		}
-		s.Set(ctx, jobs)
+		s.Set(ctx, hourlyOnOneKey(t, g, "a", "b", "c"))
 		s.Tick(ctx, t0.Add(time.Hour))
 		synctest.Wait() // every run is running or waiting for its place
 		if got := g.running(); len(got) != 1 {
@@ -301,6 +297,15 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("peak in flight %d with max_in_flight 1", g.peak)
 		}
 	})
+}
+
+// hourlyOnOneKey is hourly jobs of one credential, run through g.
+func hourlyOnOneKey(t *testing.T, g *gate, names ...string) []scheduler.Job {
+	var jobs []scheduler.Job
+	for _, n := range names {
+		jobs = append(jobs, scheduler.Job{Name: n, Schedule: hourly(t), Enabled: true, LimitKey: "cred", Run: g.run(n)})
+	}
+	return jobs
 }
 
 // newHeld is a gate whose jobs are let go one at a time.
@@ -333,11 +338,7 @@ func TestSetLimitsOnReload(t *testing.T) {
 		h := newHeld("a", "b", "c")
 		defer func() { h.letGo(); wait(s) }() // also when a check fails
 		ctx := context.Background()
-		var jobs []scheduler.Job
-		for _, n := range []string{"a", "b", "c"} {
-			jobs = append(jobs, scheduler.Job{Name: n, Schedule: hourly(t), Enabled: true, LimitKey: "cred", Run: h.run(n)})
-		}
-		s.Set(ctx, jobs)
+		s.Set(ctx, hourlyOnOneKey(t, h, "a", "b", "c"))
 		s.Tick(ctx, t0.Add(time.Hour))
 		synctest.Wait()
 		first := h.running()

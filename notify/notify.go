@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pbirefresh/pbirefresh/internal/retryafter"
 )
 
 // Kind is what happened to a job.
@@ -91,7 +93,21 @@ func New(hc *http.Client, targets []Target, logger *slog.Logger) *Notifier {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &Notifier{targets: targets, http: hc, logger: logger, queue: make(chan delivery, 256), stop: cancel,
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	// A copy of the client that keeps a POST a POST across redirects.
+	own := *hc
+	own.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if req.Method != http.MethodPost {
+			return errMethodChange
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	n := &Notifier{targets: targets, http: &own, logger: logger, queue: make(chan delivery, 256), stop: cancel,
 		sleep: func(ctx context.Context, d time.Duration) error {
 			t := time.NewTimer(d)
 			defer t.Stop()
@@ -174,7 +190,7 @@ func (n *Notifier) deliver(ctx context.Context, t Target, ev Event) {
 	}
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
-		status, err := n.post(ctx, t.URL, body, timeout)
+		status, wait, err := n.post(ctx, t.URL, body, timeout)
 		ok := err == nil && status >= 200 && status < 300
 		if ok {
 			n.logger.Info("notification sent", "target", t.Name, "job", ev.Job, "event", ev.Kind)
@@ -183,7 +199,7 @@ func (n *Notifier) deliver(ctx context.Context, t Target, ev Event) {
 			}
 			return
 		}
-		final := attempt >= retries || (err == nil && status >= 400 && status < 500 && status != 429)
+		final := attempt >= retries || (err == nil && status >= 400 && status < 500 && status != 429) || errors.Is(err, errMethodChange)
 		what := fmt.Sprintf("status %d", status)
 		if err != nil {
 			what = err.Error()
@@ -195,22 +211,35 @@ func (n *Notifier) deliver(ctx context.Context, t Target, ev Event) {
 			}
 			return
 		}
-		n.logger.Warn("notification attempt failed; retrying", "target", t.Name, "attempt", attempt+1, "error", what)
-		if n.sleep(ctx, backoff) != nil {
+		// A receiver that throttles (Slack, a Teams workflow) says when to
+		// come back; sooner would only be refused again.
+		wait = min(max(wait, backoff), maxRetryAfter)
+		n.logger.Warn("notification attempt failed; retrying", "target", t.Name, "attempt", attempt+1, "error", what, "retry_in", wait)
+		if n.sleep(ctx, wait) != nil {
 			return
 		}
 		backoff *= 2
 	}
 }
 
-// post sends one attempt. Errors never carry the URL (it holds
-// credentials).
-func (n *Notifier) post(ctx context.Context, u string, body []byte, timeout time.Duration) (int, error) {
+// maxRetryAfter bounds the wait a receiver's Retry-After can ask for: a
+// worker waiting holds up the deliveries queued behind it.
+const maxRetryAfter = time.Minute
+
+// errMethodChange: a 301, 302 or 303 answer to a POST is followed with a
+// GET without the body (as browsers do), which a receiver may well answer
+// 200 (a landing page): the event would read as delivered and be lost.
+// Redirects that keep the POST and its body (307, 308) are followed.
+var errMethodChange = errors.New("the target redirected the POST to another URL, which would turn it into a GET without the event (an http:// URL answered with a redirect to https://, or a moved endpoint): configure the URL it redirects to")
+
+// post sends one attempt, and returns the answer's status and the wait its
+// Retry-After asks for. Errors never carry the URL (it holds credentials).
+func (n *Notifier) post(ctx context.Context, u string, body []byte, timeout time.Duration) (int, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return 0, errors.New("the target's URL is not valid")
+		return 0, 0, errors.New("the target's URL is not valid")
 	}
 	req.Header.Set("Content-Type", "application/json")
 	res, err := n.http.Do(req)
@@ -220,13 +249,13 @@ func (n *Notifier) post(ctx context.Context, u string, body []byte, timeout time
 			err = ue.Err
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			return 0, fmt.Errorf("no answer within %s", timeout)
+			return 0, 0, fmt.Errorf("no answer within %s", timeout)
 		}
-		return 0, err
+		return 0, 0, err
 	}
 	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
 	res.Body.Close()
-	return res.StatusCode, nil
+	return res.StatusCode, retryafter.Parse(res.Header, time.Now()), nil
 }
 
 // Body renders an event for a target type.

@@ -168,3 +168,85 @@ func TestSendAfterCloseIsDropped(t *testing.T) {
 		t.Fatalf("log: %s", logs.String())
 	}
 }
+
+// TestRetryAfterIsHonoured: a throttling receiver's Retry-After sets the
+// wait before the next attempt (never shorter than the backoff, never
+// longer than a minute).
+func TestRetryAfterIsHonoured(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch calls.Add(1) {
+		case 1:
+			w.Header().Set("Retry-After", "7")
+			w.WriteHeader(http.StatusTooManyRequests)
+		case 2:
+			w.Header().Set("Retry-After", "86400")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case 3:
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	}))
+	defer srv.Close()
+	n, results := newNotifier(t, []Target{{Name: "slack", Type: "slack", URL: srv.URL, On: all, Retries: 3}}, io.Discard)
+	var mu sync.Mutex
+	var waits []time.Duration
+	n.sleep = func(_ context.Context, d time.Duration) error {
+		mu.Lock()
+		waits = append(waits, d)
+		mu.Unlock()
+		return nil
+	}
+	n.Send(ev)
+	n.Close(context.Background())
+	if results[1].Load() != 1 || calls.Load() != 4 {
+		t.Fatalf("sent %d after %d attempts", results[1].Load(), calls.Load())
+	}
+	want := []time.Duration{7 * time.Second, time.Minute, 4 * time.Second}
+	if len(waits) != len(want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+	for i := range want {
+		if waits[i] != want[i] {
+			t.Fatalf("waits %v, want %v", waits, want)
+		}
+	}
+}
+
+// TestRedirectThatDropsTheBodyFails: a 302 would turn the POST into a GET
+// without the event; a receiver answering that GET 200 must not make the
+// event read as delivered. A 308 keeps the POST and its body.
+func TestRedirectThatDropsTheBodyFails(t *testing.T) {
+	rc := &receiver{}
+	var gets atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("/old", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/new?sig=s3cr3t", http.StatusFound) })
+	mux.HandleFunc("/kept", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/new?sig=s3cr3t", http.StatusPermanentRedirect)
+	})
+	mux.HandleFunc("/new", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			gets.Add(1)
+			return // 200, as a landing page would
+		}
+		rc.ServeHTTP(w, r)
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	var logs bytes.Buffer
+	n, results := newNotifier(t, []Target{
+		{Name: "moved", Type: "webhook", URL: srv.URL + "/old?sig=s3cr3t", On: all, Retries: 2},
+		{Name: "kept", Type: "webhook", URL: srv.URL + "/kept?sig=s3cr3t", On: all},
+	}, &logs)
+	n.Send(ev)
+	n.Close(context.Background())
+	if results[0].Load() != 1 || results[1].Load() != 1 || gets.Load() != 0 {
+		t.Fatalf("failed %d, sent %d, GETs %d", results[0].Load(), results[1].Load(), gets.Load())
+	}
+	if got := rc.got(); len(got) != 1 || !bytes.Contains(got[0], []byte(`"job":"finance"`)) {
+		t.Fatalf("the 308 target received %q", got)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "redirected the POST") || !strings.Contains(out, "attempts=1") || strings.Contains(out, "s3cr3t") {
+		t.Fatalf("log: %s", out)
+	}
+}

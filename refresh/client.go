@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pbirefresh/pbirefresh"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -16,6 +15,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/internal/retryafter"
 )
 
 // Dataset names a semantic model. An empty WorkspaceID means "My
@@ -256,7 +258,7 @@ func (c *Client) doGated(ctx context.Context, method, path string, body []byte, 
 			}
 			wait = c.jitter(backoff, 0.5)
 			if r != nil {
-				if ra := retryAfter(r.header, c.clock().Now()); ra > wait {
+				if ra := retryafter.Parse(r.header, c.clock().Now()); ra > wait {
 					wait = ra
 				}
 			}
@@ -280,7 +282,7 @@ func (c *Client) doGated(ctx context.Context, method, path string, body []byte, 
 			c.log().Info("token refused, renewing", "path", path)
 			continue
 		case r.status == http.StatusTooManyRequests:
-			wait = retryAfter(r.header, c.clock().Now())
+			wait = retryafter.Parse(r.header, c.clock().Now())
 			if wait == 0 {
 				wait = c.jitter(backoff, 0.5)
 				backoff = min(2*backoff, maxBackoff)
@@ -298,23 +300,8 @@ func (c *Client) doGated(ctx context.Context, method, path string, body []byte, 
 	}
 }
 
-// retryAfter reads Retry-After as seconds or an HTTP date.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
-
 func apiError(method, path string, r *response) *APIError {
-	e := &APIError{Method: method, Path: path, Status: r.status, RequestID: r.header.Get("RequestId"), RetryAfter: retryAfter(r.header, time.Now())}
+	e := &APIError{Method: method, Path: path, Status: r.status, RequestID: r.header.Get("RequestId"), RetryAfter: retryafter.Parse(r.header, time.Now())}
 	var body struct {
 		Error *struct {
 			Code    string `json:"code"`

@@ -211,7 +211,23 @@ func (c *Client) doGated(ctx context.Context, method, path string, body []byte, 
 	for attempt := 1; ; attempt++ {
 		tok, err := c.tokens.Token(ctx)
 		if err != nil {
-			return nil, err
+			// The token service failing for a moment (5xx, 429, network)
+			// is waited out like a Power BI 5xx; nothing was sent, so this
+			// holds for POSTs too.
+			var ae *AuthError
+			if !errors.As(err, &ae) || !ae.Transient || ctx.Err() != nil {
+				return nil, err
+			}
+			wait := c.jitter(backoff, 0.5)
+			backoff = min(2*backoff, maxBackoff)
+			if attempt >= 8 || !c.clock().Now().Add(wait).Before(deadline) {
+				return nil, err
+			}
+			c.log().Warn("token service unavailable, retrying", "method", method, "path", path, "error", ae.Err, "attempt", attempt, "wait", wait)
+			if err := c.clock().Sleep(ctx, wait); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 		if err != nil {

@@ -91,7 +91,11 @@ var aadstsRE = regexp.MustCompile(`AADSTS(\d+)`)
 type AuthError struct {
 	Credential string
 	Code       int // the AADSTS number, 0 if none
-	Err        error
+	// Transient: the token service did not answer (network error) or
+	// answered 5xx or 429. Nothing was decided about the credential, so a
+	// caller may try again after a backoff.
+	Transient bool
+	Err       error
 }
 
 func (e *AuthError) Error() string {
@@ -102,6 +106,9 @@ func (e *AuthError) Unwrap() error { return e.Err }
 
 // Hint names the fix for the common Entra ID answers.
 func (e *AuthError) Hint() string {
+	if e.Transient && e.Code != 0 {
+		return "the token service is unavailable for now; it usually passes, and requests are retried with backoff until the job's timeout"
+	}
 	switch e.Code {
 	case 7000215:
 		return "the client secret is wrong: store the secret's Value (not its Secret ID) from the app registration's Certificates & secrets page"

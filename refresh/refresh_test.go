@@ -521,3 +521,43 @@ func TestGateAskedBeforeEveryPost(t *testing.T) {
 		})
 	}
 }
+
+// A token service that fails for a moment while a refresh is followed
+// (503, or a dropped connection) is retried with backoff like a Power BI
+// 5xx; it does not end a run whose refresh is still going.
+func TestTokenServiceBlipMidFollow(t *testing.T) {
+	for _, f := range []emulator.Fault{
+		{Endpoint: "token", Status: 503, Count: 2},
+		{Endpoint: "token", Reset: true, Count: 1},
+	} {
+		t.Run(describe(f), func(t *testing.T) {
+			h := setup(t, func(sc *emulator.Scenario) {
+				sc.Workspaces[0].Datasets[0].Behaviour.Duration = emulator.DurationDist{Min: emulator.Duration(3 * time.Hour), Max: emulator.Duration(3 * time.Hour)}
+			})
+			// The first token is taken before the fault is set, so the
+			// fault hits the renewal an hour into the refresh.
+			if _, err := h.cred.Token(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.emu.SetFaults(f); err != nil {
+				t.Fatal(err)
+			}
+			res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(4*time.Hour), nil)
+			if res.Outcome != pbirefresh.Completed {
+				t.Fatalf("token service blip mid-follow: %+v", res)
+			}
+			failed := 0
+			for _, r := range h.requests("token") {
+				if r.Status >= 500 || r.Status == 0 {
+					failed++
+				}
+			}
+			if failed == 0 {
+				t.Fatal("the fault never fired; the test proves nothing")
+			}
+			if !strings.Contains(h.logs.String(), "token service unavailable") {
+				t.Error("no warning logged for the token service's failure")
+			}
+		})
+	}
+}

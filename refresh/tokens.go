@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"github.com/pbirefresh/pbirefresh"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
 )
 
@@ -170,7 +173,7 @@ func (c *Credential) token0(ctx context.Context) (string, error) {
 				}
 				continue
 			}
-			return "", &AuthError{Credential: c.name, Code: code, Err: trimAuthError(err)}
+			return "", &AuthError{Credential: c.name, Code: code, Transient: transient(err), Err: trimAuthError(err)}
 		}
 		if tok == c.stale {
 			// MSAL's cache (which runs on the wall clock) still holds a token
@@ -191,6 +194,18 @@ func (c *Credential) token0(ctx context.Context) (string, error) {
 		return tok, nil
 	}
 	return "", &AuthError{Credential: c.name, Err: errors.New("the token service kept returning an expired token")}
+}
+
+// transient reports whether MSAL's error says the token service could not
+// be reached or answered 5xx or 429, rather than refusing the credential.
+func transient(err error) bool {
+	var ce msalerrors.CallErr
+	if errors.As(err, &ce) {
+		return ce.Resp != nil && (ce.Resp.StatusCode >= 500 || ce.Resp.StatusCode == http.StatusTooManyRequests)
+	}
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne)
 }
 
 // trimAuthError keeps the first line of MSAL's error (the whole body

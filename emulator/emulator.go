@@ -249,6 +249,9 @@ func (e *Emulator) middleware(rt route) http.Handler {
 			Header:    safeHeaders(r.Header),
 		}
 		c.entry = entry
+		// Date on the emulator's clock, as a real service's Date is on its
+		// own: clients compare it with timestamps in bodies.
+		w.Header().Set("Date", c.now.UTC().Format(http.TimeFormat))
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			entry.Status = sw.status

@@ -356,7 +356,7 @@ func (c *Client) start(ctx context.Context, ds Dataset, opts Options, deadline t
 		r, err := c.doGated(ctx, http.MethodPost, path, body, deadline, p.Gate)
 		if errors.Is(err, errAmbiguous) {
 			c.log().Warn("refresh request had no clear answer; looking for it in the history", "dataset_id", ds.DatasetID, "error", err, "attempt", attempt)
-			found, ferr := c.findStarted(ctx, ds, posted, deadline, p)
+			found, ferr := c.findStarted(ctx, ds, posted, deadline, opts, p)
 			if ferr != nil {
 				return Refresh{}, ferr
 			}
@@ -403,25 +403,45 @@ func refreshID(h http.Header) string {
 	return strings.TrimSpace(h.Get("RequestId"))
 }
 
-// findStarted looks for the earliest API refresh started since posted
-// (less a minute of clock skew) that no other run claims, until the history
-// lag after posted has passed, and returns its id, or "". It looks at least
-// once.
-func (c *Client) findStarted(ctx context.Context, ds Dataset, posted, deadline time.Time, p Policy) (string, error) {
+// maxSkew bounds the difference between this host's clock and the
+// service's when the service's Date header is missing.
+const maxSkew = time.Minute
+
+// findStarted looks for the earliest refresh of the POST's type (ViaApi
+// for classic, ViaEnhancedApi for enhanced) started since posted that no
+// other run claims, until the history lag after posted has passed, and
+// returns its id, or "". It looks at least once.
+//
+// "Since posted" is on the service's clock: the history's Date header
+// says how far the service's clock is from ours. Date has whole seconds
+// and is read after the answer arrived, so the offset it gives is never
+// more than the true one, and the bound never excludes our own refresh.
+// Without a Date header the bound allows a minute of skew. A refresh that
+// another tool started before the POST is therefore never taken for ours:
+// following it would report someone else's outcome, and on_timeout:
+// cancel would cancel it.
+func (c *Client) findStarted(ctx context.Context, ds Dataset, posted, deadline time.Time, opts Options, p Policy) (string, error) {
 	grace := c.graceFor(p)
 	until := posted.Add(grace)
+	want := "viaapi"
+	if opts.Enhanced {
+		want = "viaenhancedapi"
+	}
 	for {
-		entries, err := c.History(ctx, ds, 5, deadline)
+		entries, date, err := c.history(ctx, ds, 5, deadline)
 		if err != nil {
 			return "", err
+		}
+		since := posted.Add(-maxSkew)
+		if !date.IsZero() {
+			since = posted.Add(date.Sub(c.clock().Now())).Add(-time.Second)
 		}
 		// The earliest unclaimed API refresh since the POST: later ones
 		// belong to later POSTs.
 		found := ""
 		var at time.Time
 		for _, e := range entries {
-			t := strings.ToLower(e.RefreshType)
-			if (t == "viaapi" || t == "viaenhancedapi") && !e.Start.Before(posted.Add(-time.Minute)) &&
+			if strings.EqualFold(e.RefreshType, want) && !e.Start.Before(since) &&
 				(p.Claimed == nil || !p.Claimed(e.RequestID)) && (found == "" || e.Start.Before(at)) {
 				found, at = e.RequestID, e.Start
 			}
@@ -474,23 +494,31 @@ type historyJSON struct {
 // History returns the newest entries of a dataset's refresh history (top
 // <= 0: all the service keeps).
 func (c *Client) History(ctx context.Context, ds Dataset, top int, deadline time.Time) ([]HistoryEntry, error) {
+	entries, _, err := c.history(ctx, ds, top, deadline)
+	return entries, err
+}
+
+// history is History that also returns the response's Date header, the
+// service's clock (zero if absent).
+func (c *Client) history(ctx context.Context, ds Dataset, top int, deadline time.Time) ([]HistoryEntry, time.Time, error) {
 	path := ds.path() + "/refreshes"
 	if top > 0 {
 		path += "?$top=" + strconv.Itoa(top)
 	}
 	r, err := c.do(ctx, http.MethodGet, path, nil, deadline)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	if r.status != http.StatusOK {
-		return nil, apiError(http.MethodGet, path, r)
+		return nil, time.Time{}, apiError(http.MethodGet, path, r)
 	}
 	var out struct {
 		Value []historyJSON `json:"value"`
 	}
 	if err := json.Unmarshal(r.body, &out); err != nil {
-		return nil, fmt.Errorf("GET %s: unreadable body: %w", path, err)
+		return nil, time.Time{}, fmt.Errorf("GET %s: unreadable body: %w", path, err)
 	}
+	date, _ := http.ParseTime(r.header.Get("Date"))
 	entries := make([]HistoryEntry, 0, len(out.Value))
 	for _, v := range out.Value {
 		entries = append(entries, HistoryEntry{
@@ -499,7 +527,7 @@ func (c *Client) History(ctx context.Context, ds Dataset, top int, deadline time
 			Attempts: len(v.RefreshAttempts),
 		})
 	}
-	return entries, nil
+	return entries, date, nil
 }
 
 // parseTime reads the service's timestamps, with or without Z and with any

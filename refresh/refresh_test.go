@@ -561,3 +561,50 @@ func TestTokenServiceBlipMidFollow(t *testing.T) {
 		})
 	}
 }
+
+// A refresh another tool started shortly before a POST that got no clear
+// answer is not taken for ours: it started before the POST on the
+// service's clock. Taking it would report someone else's outcome as ours,
+// and on_timeout: cancel would cancel their refresh.
+func TestAmbiguousPostDoesNotAdoptAnEarlierRefresh(t *testing.T) {
+	h := setup(t, func(sc *emulator.Scenario) {
+		sc.Workspaces[0].Datasets[0].Behaviour.Duration = emulator.DurationDist{Min: emulator.Duration(10 * time.Minute), Max: emulator.Duration(10 * time.Minute)}
+	})
+	// Another tool, same app, posts an enhanced refresh.
+	req, err := http.NewRequest("POST", h.emu.PowerBIURL()+"/v1.0/myorg/groups/"+salesWS+"/datasets/"+salesDS+"/refreshes", strings.NewReader(`{"type":"Full"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+h.pbiToken())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	other := resp.Header.Get("x-ms-request-id")
+	if resp.StatusCode != http.StatusAccepted || other == "" {
+		t.Fatalf("the other tool's POST: %d, id %q", resp.StatusCode, other)
+	}
+	h.clock.Advance(30 * time.Second)
+	if err := h.emu.SetFaults(emulator.Fault{Endpoint: "refresh.post", Status: 503, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
+	if res.Outcome != pbirefresh.Completed {
+		t.Fatalf("%+v", res)
+	}
+	if res.RefreshID == other {
+		t.Fatalf("followed %s, the refresh another tool started before the POST", other)
+	}
+	ours := false
+	for _, r := range h.requests("refresh.post") {
+		ours = ours || r.RefreshID == res.RefreshID
+	}
+	if !ours {
+		t.Fatalf("followed %s, which none of our POSTs started", res.RefreshID)
+	}
+	if n := len(h.requests("refresh.cancel")); n != 0 {
+		t.Fatalf("%d cancels sent", n)
+	}
+}

@@ -277,11 +277,11 @@ func (c *Client) Follow(ctx context.Context, rf Refresh, p Policy) (res Result) 
 }
 
 // FindStarted looks, for up to the history grace, for an API refresh of ds
-// started since posted (less a minute of clock skew): the way to settle a
-// POST whose answer was lost, never by posting again. It returns "" if
-// there is none.
-func (c *Client) FindStarted(ctx context.Context, ds Dataset, posted time.Time, p Policy) (string, error) {
-	return c.findStarted(ctx, ds, posted, c.clock().Now().Add(c.graceFor(p)+time.Minute), p)
+// of the type opts asks for, started since posted on the service's clock:
+// the way to settle a POST whose answer was lost, never by posting again.
+// It returns "" if there is none.
+func (c *Client) FindStarted(ctx context.Context, ds Dataset, opts Options, posted time.Time, p Policy) (string, error) {
+	return c.findStarted(ctx, ds, posted, c.clock().Now().Add(c.graceFor(p)+time.Minute), opts, p)
 }
 
 // follow polls rf until it ends, the deadline passes, or it is lost.

@@ -259,7 +259,7 @@ func (t target) findStarted(ctx context.Context, client *refresh.Client, posted 
 	if t.dataflow != nil {
 		return client.FindStartedDataflow(ctx, *t.dataflow, posted, pol)
 	}
-	return client.FindStarted(ctx, t.dataset, posted, pol)
+	return client.FindStarted(ctx, t.dataset, t.opts, posted, pol)
 }
 
 // follow reattaches to a refresh started earlier.

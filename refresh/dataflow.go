@@ -423,7 +423,12 @@ func (c *Client) followTxn(ctx context.Context, df Dataflow, rf Refresh, poller 
 			list, err = c.Transactions(ctx, df, deadline)
 			res.Polls++
 			if err != nil {
-				if errors.Is(err, ErrThrottled) && !clk.Now().Before(deadline) {
+				if errors.Is(err, ErrThrottled) {
+					if err := c.throttledToDeadline(ctx, deadline); err != nil {
+						res.fail(pbirefresh.Error, fmt.Errorf("stopped following dataflow transaction %s: %w", rf.ID, err))
+						res.Note = "the refresh keeps running in Power BI"
+						return
+					}
 					c.txnTimeout(ctx, df, rf, p, res, log)
 					res.Note += "; throttled until the deadline"
 					return

@@ -547,3 +547,26 @@ func TestDataflowEndpointNames(t *testing.T) {
 		t.Errorf("the emulator calls them %v", ops)
 	}
 }
+
+// Throttled while following a transaction with a Retry-After past the
+// deadline: timed out, not an error (as for datasets).
+func TestDataflowThrottledPastTheDeadline(t *testing.T) {
+	h := setup(t, stagingFor(5*time.Hour))
+	c := h.dataflowClient(&hookTransport{})
+	stormed := false
+	progress := func(refresh.Refresh, refresh.Status, int) {
+		if !stormed {
+			stormed = true
+			h.emu.Storm(2 * time.Hour)
+		}
+	}
+	p := jobPolicy(30 * time.Minute)
+	p.OnTimeout = pbirefresh.TimeoutLeave
+	res := c.RunDataflow(context.Background(), flow(salesWS, salesFlow), refresh.DataflowOptions{}, p, progress)
+	if !stormed {
+		t.Fatal("never polled; the storm did not start")
+	}
+	if res.Outcome != pbirefresh.TimedOut || !strings.Contains(res.Note, "throttled until the deadline") {
+		t.Fatalf("%+v", res)
+	}
+}

@@ -608,3 +608,31 @@ func TestAmbiguousPostDoesNotAdoptAnEarlierRefresh(t *testing.T) {
 		t.Fatalf("%d cancels sent", n)
 	}
 }
+
+// Throttled while following with a Retry-After that reaches past the
+// deadline: the run times out (and on_timeout applies), as it would have
+// had the polls been answered; it is not an error that leaves the refresh
+// running behind the operator's back.
+func TestThrottledPastTheDeadlineWhileFollowing(t *testing.T) {
+	h := setup(t, func(sc *emulator.Scenario) {
+		sc.Workspaces[0].Datasets[0].Behaviour.Duration = emulator.DurationDist{Min: emulator.Duration(40 * time.Minute), Max: emulator.Duration(40 * time.Minute)}
+	})
+	stormed := false
+	progress := func(refresh.Refresh, refresh.Status, int) {
+		if !stormed {
+			stormed = true
+			h.emu.Storm(2 * time.Hour)
+		}
+	}
+	start := h.clock.Now()
+	res := h.client.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(30*time.Minute), progress)
+	if !stormed {
+		t.Fatal("never polled; the storm did not start")
+	}
+	if res.Outcome != pbirefresh.TimedOut || !strings.Contains(res.Note, "throttled until the deadline") {
+		t.Fatalf("throttled past the deadline while following: %+v", res)
+	}
+	if end := h.clock.Now(); end.Before(start.Add(30 * time.Minute)) {
+		t.Fatalf("timed out at %s, before the deadline %s", end, start.Add(30*time.Minute))
+	}
+}

@@ -307,7 +307,14 @@ func (c *Client) follow(ctx context.Context, rf Refresh, poller Poller, p Policy
 		st, err := c.Status(ctx, rf, deadline)
 		res.Polls++
 		if err != nil {
-			if errors.Is(err, ErrThrottled) && !clk.Now().Before(deadline) {
+			if errors.Is(err, ErrThrottled) {
+				// do gives up on a 429 only when its Retry-After reaches the
+				// deadline: the run cannot look again before it.
+				if err := c.throttledToDeadline(ctx, deadline); err != nil {
+					res.fail(pbirefresh.Error, fmt.Errorf("stopped following refresh %s: %w", rf.ID, err))
+					res.Note = "the refresh keeps running in Power BI"
+					return
+				}
 				c.timeout(ctx, rf, p, res)
 				res.Note += "; throttled until the deadline"
 				return
@@ -352,6 +359,13 @@ func (c *Client) follow(ctx context.Context, rf Refresh, poller Poller, p Policy
 			return
 		}
 	}
+}
+
+// throttledToDeadline waits until deadline, for a follow whose polls are
+// throttled past it; the run then times out as if its last poll had been
+// answered "still running".
+func (c *Client) throttledToDeadline(ctx context.Context, deadline time.Time) error {
+	return c.clock().Sleep(ctx, deadline.Sub(c.clock().Now()))
 }
 
 // timeout ends a run at its deadline: cancel our own enhanced refresh, or

@@ -290,9 +290,12 @@ func (c *Client) doGated(ctx context.Context, method, path string, body []byte, 
 				return nil, apiError(method, path, r)
 			}
 			c.log().Warn("transient error, retrying", "method", method, "path", path, "error", what, "attempt", attempt, "wait", wait)
-		case r.status == http.StatusUnauthorized && !renewed:
+		case (r.status == http.StatusUnauthorized || tokenExpired(r)) && !renewed:
 			// An expired or revoked token: renew it once; a second 401 is an
-			// answer (the app is not authorised), not a token problem.
+			// answer (the app is not authorised), not a token problem. The
+			// service answers an expired token with 401, or with 403 and
+			// code TokenExpired (Microsoft's troubleshooting table:
+			// https://learn.microsoft.com/power-bi/developer/embedded/embedded-troubleshoot).
 			renewed = true
 			c.tokens.Invalidate()
 			c.log().Info("token refused, renewing", "path", path)
@@ -314,6 +317,11 @@ func (c *Client) doGated(ctx context.Context, method, path string, body []byte, 
 			return nil, err
 		}
 	}
+}
+
+// tokenExpired: a 403 whose code is TokenExpired.
+func tokenExpired(r *response) bool {
+	return r.status == http.StatusForbidden && apiError("", "", r).Code == "TokenExpired"
 }
 
 func apiError(method, path string, r *response) *APIError {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -634,5 +635,49 @@ func TestThrottledPastTheDeadlineWhileFollowing(t *testing.T) {
 	}
 	if end := h.clock.Now(); end.Before(start.Add(30 * time.Minute)) {
 		t.Fatalf("timed out at %s, before the deadline %s", end, start.Add(30*time.Minute))
+	}
+}
+
+// staleTokens hands out a token that has already expired until it is
+// invalidated, then the real credential's.
+type staleTokens struct {
+	stale       string
+	invalidated int
+	real        refresh.TokenSource
+}
+
+func (s *staleTokens) Token(ctx context.Context) (string, error) {
+	if s.invalidated == 0 {
+		return s.stale, nil
+	}
+	return s.real.Token(ctx)
+}
+
+func (s *staleTokens) Invalidate() { s.invalidated++; s.real.Invalidate() }
+
+// An expired token is renewed once, whether the service says so with 401
+// or with 403 TokenExpired.
+func TestExpiredTokenRenewed(t *testing.T) {
+	for _, status := range []int{401, 403} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			h := setup(t, func(sc *emulator.Scenario) { sc.Settings.ExpiredTokenStatus = status })
+			ts := &staleTokens{stale: h.pbiToken(), real: h.cred}
+			h.clock.Advance(2 * time.Hour) // past the token's hour
+			c := refresh.NewClient(h.emu.PowerBIURL(), h.hc, ts)
+			c.Clock = h.clock
+			res := c.Run(context.Background(), ds(salesWS, salesDS), enhanced(), jobPolicy(time.Hour), nil)
+			if res.Outcome != pbirefresh.Completed {
+				t.Fatalf("%+v", res)
+			}
+			refused := 0
+			for _, r := range h.emu.Requests() {
+				if strings.HasPrefix(r.Path, "/v1.0/") && r.Status == status {
+					refused++
+				}
+			}
+			if refused != 1 || ts.invalidated != 1 {
+				t.Fatalf("%d requests refused with %d, %d renewals; want 1 and 1", refused, status, ts.invalidated)
+			}
+		})
 	}
 }

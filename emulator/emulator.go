@@ -347,9 +347,7 @@ func (e *Emulator) middleware(rt route) http.Handler {
 			if retry := e.throttled(r, c.now); retry > 0 {
 				w.Header().Set("Retry-After", strconv.Itoa(retry))
 				entry.RetryAfter = retry
-				writeJSON(sw, http.StatusTooManyRequests, map[string]string{
-					"message": fmt.Sprintf("You have exceeded the amount of requests allowed in the current time frame and further requests will fail. Retry in %d seconds.", retry),
-				})
+				writeThrottled(sw, retry)
 				return
 			}
 		}
@@ -464,9 +462,22 @@ func (e *Emulator) writeFaultStatus(w http.ResponseWriter, rt route, status int)
 		tokenError(w, status, "temporarily_unavailable", 50001, "The service is temporarily unavailable. (injected fault)")
 	case rt.op == "keyvault.get":
 		writeJSON(w, status, map[string]any{"error": map[string]string{"code": "ServiceUnavailable", "message": "The service is temporarily unavailable. (injected fault)"}})
+	case rt.powerBI && status == http.StatusTooManyRequests:
+		retry, _ := strconv.Atoi(w.Header().Get("Retry-After"))
+		writeThrottled(w, retry)
 	default:
 		pbiError(w, status, http.StatusText(status), "")
 	}
+}
+
+// writeThrottled writes Power BI's 429 body: a top-level message, with no
+// error wrapper (retry 0: the fault set no Retry-After).
+func writeThrottled(w http.ResponseWriter, retry int) {
+	msg := "You have exceeded the amount of requests allowed in the current time frame and further requests will fail."
+	if retry > 0 {
+		msg += fmt.Sprintf(" Retry in %d seconds.", retry)
+	}
+	writeJSON(w, http.StatusTooManyRequests, map[string]string{"message": msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -701,3 +701,23 @@ func TestControlAPI(t *testing.T) {
 		t.Fatalf("details: %v", d)
 	}
 }
+
+// An injected 429 on a Power BI route has the service's 429 body (a
+// top-level message, no error wrapper), as the throttle's own answers do,
+// and a Date header on the emulator's clock.
+func TestInjected429Shape(t *testing.T) {
+	h := start(t, demo(t, nil))
+	tok := h.pbiToken()
+	if err := h.emu.SetFaults(Fault{Endpoint: "refresh.history", Status: 429, RetryAfter: 7, Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r := h.do("GET", refreshesPath(salesWS, salesDS), tok, "", "")
+	body := r.json(t)
+	if r.status != 429 || r.header.Get("Retry-After") != "7" || body["error"] != nil ||
+		body["message"] != "You have exceeded the amount of requests allowed in the current time frame and further requests will fail. Retry in 7 seconds." {
+		t.Fatalf("injected 429: %d %v %s", r.status, r.header.Get("Retry-After"), r.body)
+	}
+	if d, err := http.ParseTime(r.header.Get("Date")); err != nil || !d.Equal(h.clock.Now().Truncate(time.Second)) {
+		t.Fatalf("Date %q (%v), want the emulator's clock %s", r.header.Get("Date"), err, h.clock.Now())
+	}
+}

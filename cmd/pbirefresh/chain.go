@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"time"
 
@@ -245,9 +246,11 @@ func (c *runCmd) upstreamGate(ctx context.Context, job *configs.Job, slot time.T
 		case <-c.ended():
 		case <-recheck.C:
 		}
-		// Another replica may have decided the slot meanwhile (its run
+		// Another replica may have decided this slot meanwhile (its run
 		// then counts as the last run, and this one would wait in vain).
-		if last, ok, lerr := c.store.LastSlot(ctx, job.Name); lerr == nil && ok && !last.Before(slot) {
+		// Only this slot: a later one decided here (the overlap rule skips
+		// the job's next slot while this one waits) says nothing about it.
+		if decided, derr := c.slotDecided(ctx, job.Name, slot); derr == nil && decided {
 			c.logger.Debug("slot decided elsewhere while waiting for upstreams", "job", job.Name, "slot", slot)
 			return "", false
 		}
@@ -257,6 +260,26 @@ func (c *runCmd) upstreamGate(ctx context.Context, job *configs.Job, slot time.T
 			return "", true
 		}
 	}
+}
+
+// slotDecided reports whether the store holds a scheduled (not manual)
+// run of job at slot.
+func (c *runCmd) slotDecided(ctx context.Context, job string, slot time.Time) (bool, error) {
+	// Runs are ordered by slot then id, newest first; the cursor just past
+	// (slot, any id) starts the page at slot.
+	runs, err := c.store.Runs(ctx, store.Query{Job: job, Limit: 10, After: &store.Cursor{Slot: slot, ID: math.MaxInt64}})
+	if err != nil {
+		return false, err
+	}
+	for _, r := range runs {
+		if !r.Slot.Equal(slot) {
+			break
+		}
+		if r.Kind != pbirefresh.Manual {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // skipSlot records a slot skipped by policy.

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/configs"
+	"github.com/pbirefresh/pbirefresh/scheduler"
+	"github.com/pbirefresh/pbirefresh/store"
+	"github.com/pbirefresh/pbirefresh/store/sqlite"
+)
+
+// A slot waiting for its upstreams (on_upstream: wait) keeps waiting when
+// the job's next slot is skipped by the overlap rule meanwhile: that skip
+// is a later slot, not this one decided elsewhere. Before, the gate read
+// "the job's last slot is at or after mine" as "decided elsewhere" and let
+// the slot go, recorded nowhere.
+func TestUpstreamWaitOutlivesAnOverlapSkip(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "state.db"), sqlite.Options{Daemon: &sqlite.Holder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	waits := make(chan struct{}, 1)
+	logger := slog.New(&signalHandler{msg: "run waits for its upstreams", ch: waits})
+	c := &runCmd{store: st, logger: logger, changed: make(chan struct{}), chainPoke: make(chan struct{}, 1),
+		metrics: newMetrics(func() *scheduler.Scheduler { return nil }, func() []string { return nil }, func() (int, bool, bool) { return 0, false, false },
+			newHealthGauges(func() map[string]fresh { return nil }, func() bool { return true }))}
+	c.chain = store.NewChain(map[string][]string{"down": {"up"}}, func(string) bool { return true })
+	st.SetChain(c.chain)
+	job := &configs.Job{Name: "down", After: []string{"up"}, OnUpstream: configs.UpstreamWait}
+	job.Effective.Timeout = configs.Duration(time.Hour)
+
+	slot := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	type verdict struct {
+		note string
+		ok   bool
+	}
+	out := make(chan verdict, 1)
+	go func() {
+		note, ok := c.upstreamGate(ctx, job, slot, pbirefresh.Scheduled)
+		out <- verdict{note, ok}
+	}()
+	select {
+	case <-waits:
+	case v := <-out:
+		t.Fatalf("the gate did not wait: %+v", v)
+	case <-time.After(time.Minute):
+		t.Fatal("the gate did not start waiting within a minute")
+	}
+	// While the slot waits, the next slot comes and the overlap rule skips
+	// it; then the upstream completes, and its end wakes the gate.
+	if err := st.Record(ctx, "down", slot.Add(time.Hour), pbirefresh.Scheduled, pbirefresh.Skipped, "the previous run is still in progress"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Record(ctx, "up", slot.Add(10*time.Minute), pbirefresh.Scheduled, pbirefresh.Completed, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.chainEnded()
+	select {
+	case v := <-out:
+		if !v.ok {
+			t.Fatalf("the upstream completed, but the gate let the slot go (a later slot's skip read as this slot decided elsewhere): %+v", v)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the gate did not decide within a minute of the upstream's completion")
+	}
+}
+
+// signalHandler sends on ch when a record with message msg is logged.
+type signalHandler struct {
+	msg string
+	ch  chan struct{}
+}
+
+func (h *signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		select {
+		case h.ch <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+func (h *signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *signalHandler) WithGroup(string) slog.Handler      { return h }

@@ -39,7 +39,8 @@
 //	                        their credential first, so a busy credential never holds a
 //	                        global place, oldest first; SetLimits (a reload) changes
 //	                        the caps at once, runs in flight keeping their places
-//	jitter                  random [0, jitter) per run, or a stable per-job offset (fixed)
+//	jitter                  random [0, jitter) per run, or a stable per-job offset (fixed);
+//	                        cut to the gap before the next slot, so slots never pile up
 //	enabled: false          paused; on resume (Set), slots missed while paused are not run;
 //	                        a job first Set enabled is taken up from the journal's last
 //	                        slot (the daemon's journals count a resume as one, so a job

@@ -267,13 +267,27 @@ func (st *jobState) advance(t time.Time, s *Scheduler) {
 	}
 	st.next, st.hasNext = st.job.Schedule.Next(t)
 	st.fireAt = st.next.Time
-	if st.job.Jitter > 0 {
+	if j := st.jitterBefore(); j > 0 {
 		if st.job.JitterMode == pbirefresh.JitterFixed {
-			st.fireAt = st.fireAt.Add(FixedJitter(st.job.Name, st.job.Jitter))
+			st.fireAt = st.fireAt.Add(FixedJitter(st.job.Name, j))
 		} else {
-			st.fireAt = st.fireAt.Add(time.Duration(s.rng.Int64N(int64(st.job.Jitter))))
+			st.fireAt = st.fireAt.Add(time.Duration(s.rng.Int64N(int64(j))))
 		}
 	}
+}
+
+// jitterBefore is the job's jitter for its next slot, cut to the time
+// until the slot after it: a slot delayed to or past the next one would be
+// due with it in the same tick, and be recorded missed.
+func (st *jobState) jitterBefore() time.Duration {
+	j := st.job.Jitter
+	if j <= 0 || !st.hasNext {
+		return 0
+	}
+	if after, ok := st.job.Schedule.Next(st.next.Time); ok {
+		j = min(j, after.Time.Sub(st.next.Time))
+	}
+	return j
 }
 
 // Next returns a job's next slot and when it fires (with jitter).

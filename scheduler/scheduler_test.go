@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -722,5 +724,53 @@ func TestBeforeDecidesWithoutAPlace(t *testing.T) {
 	wait(s)
 	if len(gated.got()) != 1 {
 		t.Fatalf("gated did not run when Before said yes: %v", gated.got())
+	}
+}
+
+// A jitter wider than the gap between two slots is cut to the gap: each
+// slot still fires before the next one, so no two slots fall due in one
+// tick and none is recorded missed.
+func TestJitterWiderThanTheSlotGap(t *testing.T) {
+	every5, err := scheduler.Parse("*/5 * * * *", time.UTC, scheduler.DST{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A name whose fixed offset within 12 min is past the 5 min gap.
+	name := ""
+	for i := 0; i < 1000 && name == ""; i++ {
+		if n := "job-" + strconv.Itoa(i); scheduler.FixedJitter(n, 12*time.Minute) > 6*time.Minute {
+			name = n
+		}
+	}
+	if name == "" {
+		t.Fatal("no name with a fixed offset past the gap")
+	}
+	for _, mode := range []pbirefresh.JitterMode{pbirefresh.JitterFixed, pbirefresh.JitterRandom} {
+		t.Run(string(mode), func(t *testing.T) {
+			s, st, c := setup(t)
+			ctx := context.Background()
+			r := &recorder{}
+			s.Set(ctx, []scheduler.Job{{Name: name, Schedule: every5, Enabled: true, Jitter: 12 * time.Minute, JitterMode: mode, Run: r.run}})
+			for i := 0; i < 24; i++ {
+				slot, fire, ok := s.Next(name)
+				if !ok {
+					t.Fatal("no next slot")
+				}
+				if !fire.Before(slot.Time.Add(5 * time.Minute)) {
+					t.Fatalf("slot %s fires at %s, at or after the next slot", slot.Time, fire)
+				}
+				c.Set(fire)
+				s.Tick(ctx, fire)
+				wait(s)
+			}
+			for slot, status := range statuses(t, st, name) {
+				if strings.HasPrefix(status, string(pbirefresh.Missed)+"/") {
+					t.Fatalf("slot %s recorded %s", slot, status)
+				}
+			}
+			if got := r.got(); len(got) != 24 {
+				t.Fatalf("%d runs of 24 slots: %v", len(got), got)
+			}
+		})
 	}
 }

@@ -212,11 +212,18 @@ func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 			// Update in place: a run (or hold) in flight clears this same
 			// state's running flag when it ends.
 			changed := st.job.Version != j.Version || st.job.Enabled != j.Enabled
+			// A slot whose time has passed but whose jitter has not is
+			// still to fire: a change of definition (not a resume) takes it
+			// over rather than dropping it, recorded nowhere.
+			from := now
+			if st.job.Enabled && j.Enabled && st.hasNext && !st.next.Time.After(now) {
+				from = st.next.Time.Add(-time.Nanosecond)
+			}
 			st.job = j
 			if !changed {
 				continue // same definition: new closures, same next slot
 			}
-			st.advance(now, s)
+			st.advance(from, s)
 			s.logScheduled(st)
 			continue
 		}

@@ -774,3 +774,31 @@ func TestJitterWiderThanTheSlotGap(t *testing.T) {
 		})
 	}
 }
+
+// A reload that changes a job while its slot waits out its jitter keeps
+// the slot: it fires, with the new definition, instead of vanishing.
+func TestReloadInTheJitterWindowKeepsTheSlot(t *testing.T) {
+	s, st, c := setup(t)
+	ctx := context.Background()
+	r := &recorder{}
+	job := scheduler.Job{Name: "j", Schedule: hourly(t), Enabled: true, Jitter: 10 * time.Minute, JitterMode: pbirefresh.JitterFixed, Run: r.run, Version: "1"}
+	s.Set(ctx, []scheduler.Job{job})
+	slot, fire, ok := s.Next("j")
+	if !ok || fire.Sub(slot.Time) < 2*time.Minute {
+		t.Fatalf("fixed offset %s: the test needs one of 2 min or more", fire.Sub(slot.Time))
+	}
+	// The slot's time has passed; its jitter has not.
+	c.Set(slot.Time.Add(time.Minute))
+	s.Tick(ctx, c.Now())
+	job.Version = "2"
+	s.Set(ctx, []scheduler.Job{job})
+	if next, _, ok := s.Next("j"); !ok || !next.Time.Equal(slot.Time) {
+		t.Fatalf("after the reload the next slot is %s, want the pending %s", next.Time, slot.Time)
+	}
+	c.Set(fire)
+	s.Tick(ctx, fire)
+	wait(s)
+	if got := r.got(); len(got) != 1 || got[0] != slot.Time.Format("15:04")+" scheduled" {
+		t.Fatalf("runs %v, want the %s slot; recorded %v", got, slot.Time.Format("15:04"), statuses(t, st, "j"))
+	}
+}

@@ -449,6 +449,15 @@ func (s *Scheduler) execute(ctx context.Context, st *jobState, job Job, slot tim
 		return
 	}
 	if release, ok := s.acquire(ctx, job.LimitKey); ok {
+		if why := s.dropped(st); why != "" {
+			// Paused or removed by a reload while the run waited for its
+			// place: it does not start.
+			release()
+			s.Logger.Info("run skipped", "job", job.Name, "slot", slot, "reason", why)
+			s.write(ctx, []record{{job.Name, slot, kind, pbirefresh.Skipped, why}})
+			s.done(ctx, st)
+			return
+		}
 		func() {
 			defer release()
 			defer func() {
@@ -467,14 +476,35 @@ func (s *Scheduler) execute(ctx context.Context, st *jobState, job Job, slot tim
 	s.done(ctx, st)
 }
 
-// done clears a job's running flag and starts its queued run, if any.
+// dropped says why a job's fired run must not start: the job was paused
+// or removed by a reload since. "" if it may.
+func (s *Scheduler) dropped(st *jobState) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.jobs[st.job.Name] != st:
+		return "the job was removed from the configuration before its run started"
+	case !st.job.Enabled:
+		return "the job was paused (enabled: false) before its run started"
+	}
+	return ""
+}
+
+// done clears a job's running flag and starts its queued run, if any
+// (unless a reload paused or removed the job meanwhile).
 func (s *Scheduler) done(ctx context.Context, st *jobState) {
 	var recs []record
 	s.mu.Lock()
 	st.running = false
 	if p := st.pending; p != nil && ctx.Err() == nil {
 		st.pending = nil
-		recs = s.fire(ctx, st, p.slot, p.kind, "", recs)
+		if s.jobs[st.job.Name] != st || !st.job.Enabled {
+			why := "the job was paused or removed before its queued run started"
+			s.Logger.Info("queued run dropped", "job", st.job.Name, "slot", p.slot, "reason", why)
+			recs = append(recs, record{st.job.Name, p.slot, p.kind, pbirefresh.Skipped, why})
+		} else {
+			recs = s.fire(ctx, st, p.slot, p.kind, "", recs)
+		}
 	}
 	idle := !st.running
 	name := st.job.Name
@@ -635,19 +665,38 @@ func (s *Scheduler) Alive(d time.Duration) bool {
 	return !s.lastNow.IsZero() && s.clock.Now().Sub(s.lastNow) < d
 }
 
-// Trigger starts a manual run now, through the overlap rules.
-func (s *Scheduler) Trigger(ctx context.Context, name string) (time.Time, error) {
+// ErrNoJob: Trigger named a job the scheduler does not have.
+var ErrNoJob = errors.New("no such job")
+
+// ErrSkipped: the overlap rule skipped a manual run (it is recorded
+// skipped, with the reason the error gives).
+var ErrSkipped = errors.New("run skipped")
+
+// Fired is what Trigger did with a manual run: started it, or queued it
+// behind the run in progress (overlap: queue).
+type Fired struct {
+	Slot   time.Time
+	Queued bool
+}
+
+// Trigger starts a manual run now, through the overlap rules. A run the
+// rules skip is recorded and reported as ErrSkipped.
+func (s *Scheduler) Trigger(ctx context.Context, name string) (Fired, error) {
 	s.mu.Lock()
 	st := s.jobs[name]
 	if st == nil {
 		s.mu.Unlock()
-		return time.Time{}, fmt.Errorf("no job %q", name)
+		return Fired{}, fmt.Errorf("%w %q", ErrNoJob, name)
 	}
 	slot := s.clock.Now().UTC().Truncate(time.Millisecond)
+	busy := st.running
 	recs := s.fire(ctx, st, slot, pbirefresh.Manual, "", nil)
 	s.mu.Unlock()
 	s.write(ctx, recs)
-	return slot, nil
+	if len(recs) > 0 { // fire records only a skip
+		return Fired{Slot: slot}, fmt.Errorf("%w: %s", ErrSkipped, recs[len(recs)-1].note)
+	}
+	return Fired{Slot: slot, Queued: busy}, nil
 }
 
 // Run ticks until ctx is done. In-flight runs get ctx too; Wait waits for

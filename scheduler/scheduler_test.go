@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -800,5 +801,106 @@ func TestReloadInTheJitterWindowKeepsTheSlot(t *testing.T) {
 	wait(s)
 	if got := r.got(); len(got) != 1 || got[0] != slot.Time.Format("15:04")+" scheduled" {
 		t.Fatalf("runs %v, want the %s slot; recorded %v", got, slot.Time.Format("15:04"), statuses(t, st, "j"))
+	}
+}
+
+// A run queued behind the one in progress (overlap: queue), or waiting for
+// a place under the limits, does not start once a reload has paused or
+// removed its job: it is recorded skipped.
+func TestPausedOrRemovedJobsRunsDoNotStart(t *testing.T) {
+	t.Run("queued", func(t *testing.T) {
+		for _, reload := range []string{"paused", "removed"} {
+			t.Run(reload, func(t *testing.T) {
+				s, st, _ := setup(t)
+				r := &recorder{block: make(chan struct{}), started: make(chan struct{}, 4)}
+				ctx := context.Background()
+				job := scheduler.Job{Name: "a", Schedule: hourly(t), Enabled: true, Overlap: pbirefresh.OverlapQueue, Run: r.run, Version: "1"}
+				s.Set(ctx, []scheduler.Job{job})
+				s.Tick(ctx, t0.Add(time.Hour)) // 10:00 starts and blocks
+				<-r.started
+				s.Tick(ctx, t0.Add(2*time.Hour)) // 11:00 queued
+				var jobs []scheduler.Job
+				if reload == "paused" {
+					job.Enabled, job.Version = false, "2"
+					jobs = append(jobs, job)
+				}
+				s.Set(ctx, jobs)
+				close(r.block)
+				wait(s)
+				if got := r.got(); len(got) != 1 {
+					t.Fatalf("runs %v: the queued run of a %s job started", got, reload)
+				}
+				if got := statuses(t, st, "a"); got["11:00"] != "skipped/scheduled" {
+					t.Fatalf("records %v, want 11:00 skipped", got)
+				}
+			})
+		}
+	})
+	t.Run("waiting for a place", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			j := &memJournal{}
+			s := scheduler.New(&clock{now: t0}, j, nil)
+			s.MaxInFlight = 1
+			g := newHeld("a", "b")
+			ctx := context.Background()
+			jobs := hourlyOnOneKey(t, g, "a", "b")
+			s.Set(ctx, jobs)
+			s.Tick(ctx, t0.Add(time.Hour))
+			synctest.Wait() // one runs, the other waits for the place
+			running := g.running()
+			if len(running) != 1 {
+				t.Fatalf("running %v with max_in_flight 1", running)
+			}
+			waiting := "b"
+			keep := jobs[0]
+			if running[0] == "b" {
+				waiting, keep = "a", jobs[1]
+			}
+			s.Set(ctx, []scheduler.Job{keep}) // the waiting job is removed
+			g.letGo()
+			wait(s)
+			if g.peak != 1 {
+				t.Fatalf("peak %d", g.peak)
+			}
+			j.mu.Lock()
+			defer j.mu.Unlock()
+			if len(j.records) != 1 || j.records[0] != waiting+" 10:00 skipped" {
+				t.Fatalf("records %v, want the removed job's run skipped", j.records)
+			}
+		})
+	})
+}
+
+// A manual run the overlap rule skips is reported as ErrSkipped (the API
+// answers 409), not accepted; one queued says so.
+func TestTriggerSaysWhatHappened(t *testing.T) {
+	for _, mode := range pbirefresh.Overlaps() {
+		t.Run(string(mode), func(t *testing.T) {
+			s, _, _ := setup(t)
+			r := &recorder{block: make(chan struct{}), started: make(chan struct{}, 4)}
+			ctx := context.Background()
+			s.Set(ctx, []scheduler.Job{{Name: "a", Enabled: true, Overlap: mode, Run: r.run}})
+			if f, err := s.Trigger(ctx, "a"); err != nil || f.Queued {
+				t.Fatalf("first trigger: %+v %v", f, err)
+			}
+			<-r.started
+			f, err := s.Trigger(ctx, "a")
+			switch mode {
+			case pbirefresh.OverlapSkip:
+				if !errors.Is(err, scheduler.ErrSkipped) {
+					t.Fatalf("trigger while running (skip): %+v %v, want ErrSkipped", f, err)
+				}
+			case pbirefresh.OverlapQueue:
+				if err != nil || !f.Queued {
+					t.Fatalf("trigger while running (queue): %+v %v, want queued", f, err)
+				}
+			}
+			close(r.block)
+			wait(s)
+			if _, err := s.Trigger(ctx, "nope"); !errors.Is(err, scheduler.ErrNoJob) {
+				t.Fatalf("unknown job: %v", err)
+			}
+			wait(s)
+		})
 	}
 }

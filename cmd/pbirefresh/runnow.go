@@ -67,7 +67,11 @@ func (c *runNowCmd) Run(ctx context.Context) error {
 	json.NewDecoder(res.Body).Decode(&body)
 	switch res.StatusCode {
 	case http.StatusAccepted:
-		fmt.Fprintf(c.stdout, "manual run of %s accepted (slot %v); follow it with `pbirefresh history --job %s`\n", c.job, body["slot"], c.job)
+		queued := ""
+		if body["queued"] == true {
+			queued = ", queued behind the run in progress"
+		}
+		fmt.Fprintf(c.stdout, "manual run of %s accepted (slot %v%s); follow it with `pbirefresh history --job %s`\n", c.job, body["slot"], queued, c.job)
 		return nil
 	case http.StatusNotFound:
 		return usageError("the daemon has no job %q", c.job)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/configs"
+	"github.com/pbirefresh/pbirefresh/scheduler"
 	"github.com/pbirefresh/pbirefresh/store"
 )
 
@@ -305,12 +307,19 @@ func (c *runCmd) runNow(w http.ResponseWriter, r *http.Request) {
 		apiError(w, http.StatusConflict, fmt.Sprintf("job %q is paused (enabled: false); set enabled: true and reload the daemon (SIGHUP) to run it, or refresh it once by hand with `pbirefresh once --job %s`", name, name))
 		return
 	}
-	slot, err := c.sched.Trigger(c.base, name)
-	if err != nil {
+	fired, err := c.sched.Trigger(c.base, name)
+	switch {
+	case errors.Is(err, scheduler.ErrNoJob):
+		apiError(w, http.StatusNotFound, err.Error())
+		return
+	case errors.Is(err, scheduler.ErrSkipped):
+		apiError(w, http.StatusConflict, fmt.Sprintf("manual run of %q not started (%v); it is recorded as skipped: wait for the run in progress to end, or set overlap: queue", name, err))
+		return
+	case err != nil:
 		apiError(w, http.StatusConflict, err.Error())
 		return
 	}
-	writeJSONResponse(w, http.StatusAccepted, map[string]any{"job": name, "slot": slot, "kind": pbirefresh.Manual})
+	writeJSONResponse(w, http.StatusAccepted, map[string]any{"job": name, "slot": fired.Slot, "kind": pbirefresh.Manual, "queued": fired.Queued})
 }
 
 // jobView is a job as the API and the status page show it.

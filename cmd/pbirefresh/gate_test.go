@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,3 +91,82 @@ func (h *signalHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h *signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *signalHandler) WithGroup(string) slog.Handler      { return h }
+
+// fencedStore refuses Begin while fenced, as a PostgreSQL store does while
+// its lease's trust window has passed without a renewal; asked receives a
+// value each time Gate is asked while fenced.
+type fencedStore struct {
+	*sqlite.Store
+	mu     sync.Mutex
+	fenced bool
+	asked  chan struct{}
+}
+
+func (f *fencedStore) Begin(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind) (int64, error) {
+	f.mu.Lock()
+	fenced := f.fenced
+	f.mu.Unlock()
+	if fenced {
+		return 0, store.ErrFenced
+	}
+	return f.Store.Begin(ctx, job, slot, kind)
+}
+
+func (f *fencedStore) Gate() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fenced {
+		select {
+		case f.asked <- struct{}{}:
+		default:
+		}
+		return store.ErrFenced
+	}
+	return nil
+}
+
+// A slot that falls while the lease's gate is closed for a late renewal
+// (the lease not yet counted lost) is recorded once the gate opens again:
+// before, it was logged "slot not claimed" and recorded by no replica.
+func TestFencedSlotRecordedWhenTheGateOpens(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "state.db"), sqlite.Options{Daemon: &sqlite.Holder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	f := &fencedStore{Store: st, fenced: true, asked: make(chan struct{}, 1)}
+	c := &runCmd{store: f, logger: slog.New(slog.DiscardHandler),
+		cfg: &configs.Config{State: configs.State{Postgres: &configs.Postgres{LeaseTTL: configs.Duration(time.Minute)}}}}
+	slot := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+	type begun struct {
+		id  int64
+		err error
+	}
+	out := make(chan begun, 1)
+	go func() {
+		id, err := c.begin(ctx, "j", slot, pbirefresh.Scheduled)
+		out <- begun{id, err}
+	}()
+	select {
+	case <-f.asked: // it waits for the gate
+	case b := <-out:
+		t.Fatalf("fenced Begin gave up at once: %+v", b)
+	case <-time.After(time.Minute):
+		t.Fatal("the gate was not asked within a minute")
+	}
+	f.mu.Lock()
+	f.fenced = false // a renewal succeeded
+	f.mu.Unlock()
+	select {
+	case b := <-out:
+		if b.err != nil || b.id == 0 {
+			t.Fatalf("after the gate opened: %+v", b)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no Begin within a minute of the gate opening")
+	}
+	if runs, err := st.Runs(ctx, store.Query{Job: "j"}); err != nil || len(runs) != 1 || !runs[0].Slot.Equal(slot) {
+		t.Fatalf("runs %+v %v", runs, err)
+	}
+}

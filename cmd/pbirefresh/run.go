@@ -772,6 +772,42 @@ func (c *runCmd) completed(job string, res refresh.Result) {
 	c.durations[job] = ds[:min(len(ds), recentRuns)]
 }
 
+// begin records a run. With replicas, a late lease renewal closes this
+// replica's gate before the lease counts as lost (and before the runs'
+// context ends); if every replica was late alike, a slot fenced here would
+// be recorded by none and never caught up. So a fenced Begin waits for the
+// gate to open again, polling each second for at most a lease TTL, and
+// tries once more (another replica's claim then shows as ErrDuplicate).
+func (c *runCmd) begin(ctx context.Context, job string, slot time.Time, kind pbirefresh.Kind) (int64, error) {
+	id, err := c.store.Begin(ctx, job, slot, kind)
+	if !errors.Is(err, store.ErrFenced) {
+		return id, err
+	}
+	c.mu.Lock()
+	var ttl time.Duration
+	if c.cfg != nil && c.cfg.State.Postgres != nil {
+		ttl = c.cfg.State.Postgres.LeaseTTL.D()
+	}
+	c.mu.Unlock()
+	t := time.NewTicker(gatePoll)
+	defer t.Stop()
+	for deadline := time.Now().Add(ttl); time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-t.C:
+		}
+		if c.store.Gate() == nil {
+			c.logger.Info("lease trusted again; recording the slot it fenced", "job", job, "slot", slot)
+			return c.store.Begin(ctx, job, slot, kind)
+		}
+	}
+	return 0, err
+}
+
+// gatePoll is how often a fenced Begin looks at the lease's gate.
+const gatePoll = time.Second
+
 // runFunc is one slot of a job: record it, start the refresh, record its
 // id the moment it is known, follow it, record the outcome. A run its
 // upstreams triggered (kind after) was recorded already: it is claimed.
@@ -788,7 +824,7 @@ func (c *runCmd) runFunc(job *configs.Job, client *refresh.Client) scheduler.Run
 		if kind == pbirefresh.After {
 			id, err = c.store.Claim(ctx, job.Name, slot)
 		} else {
-			id, err = c.store.Begin(ctx, job.Name, slot, kind)
+			id, err = c.begin(ctx, job.Name, slot, kind)
 		}
 		switch {
 		case errors.Is(err, store.ErrDuplicate):

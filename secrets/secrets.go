@@ -107,18 +107,28 @@ func (s *Store) Secret(ctx context.Context, ref string) (string, error) {
 	if ttl == 0 {
 		ttl = time.Hour
 	}
-	s.mu.Lock()
-	if c, ok := s.cache[ref]; ok && s.now().Sub(c.at) < ttl {
-		s.mu.Unlock()
-		return c.value, nil
-	}
-	if f, ok := s.flights[ref]; ok {
+	// A read shared with another caller ends with that caller's context:
+	// if it was cancelled, this caller (whose context is alive) reads
+	// again, at most a few times.
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		if c, ok := s.cache[ref]; ok && s.now().Sub(c.at) < ttl {
+			s.mu.Unlock()
+			return c.value, nil
+		}
+		f, ok := s.flights[ref]
+		if !ok {
+			break // s.mu held: this caller reads
+		}
 		s.mu.Unlock()
 		select {
 		case <-f.done:
-			return f.value, f.err
 		case <-ctx.Done():
 			return "", ctx.Err()
+		}
+		leaderGone := errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)
+		if !leaderGone || ctx.Err() != nil || attempt >= 3 {
+			return f.value, f.err
 		}
 	}
 	f := &flight{done: make(chan struct{})}

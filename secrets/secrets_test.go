@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"github.com/pbirefresh/pbirefresh"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,9 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 )
 
 func TestEnvAndFile(t *testing.T) {
@@ -127,4 +132,62 @@ func TestErrorsNeverHoldTheValue(t *testing.T) {
 	if strings.Contains(logs.String(), "hunter2") || !strings.Contains(logs.String(), "env:PBI_SECRET") {
 		t.Fatalf("log: %s", logs.String())
 	}
+}
+
+// vaultTransport answers like Key Vault: a 401 challenge without a token,
+// the secret with one.
+type vaultTransport struct{}
+
+func (vaultTransport) Do(req *http.Request) (*http.Response, error) {
+	h := http.Header{"Content-Type": {"application/json"}}
+	if req.Header.Get("Authorization") == "" {
+		h.Set("WWW-Authenticate", `Bearer authorization="https://login.microsoftonline.com/tenant", resource="https://vault.azure.net"`)
+		return &http.Response{StatusCode: 401, Header: h, Body: io.NopCloser(strings.NewReader(`{}`)), Request: req}, nil
+	}
+	body := `{"value":"kv-value","id":"https://contoso.vault.azure.net/secrets/x/1"}`
+	return &http.Response{StatusCode: 200, Header: h, Body: io.NopCloser(strings.NewReader(body)), Request: req}, nil
+}
+
+// blockingCredential's first GetToken blocks until its caller's context
+// ends; later ones answer at once.
+type blockingCredential struct {
+	calls   atomic.Int32
+	entered chan struct{}
+}
+
+func (b *blockingCredential) GetToken(ctx context.Context, _ policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	if b.calls.Add(1) == 1 {
+		close(b.entered)
+		<-ctx.Done()
+		return azcore.AccessToken{}, ctx.Err()
+	}
+	return azcore.AccessToken{Token: "t", ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// A caller waiting on another's read of the same reference is not failed
+// by that caller's cancellation: it reads again with its own context.
+func TestSharedReadSurvivesTheFirstCallersCancellation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cred := &blockingCredential{entered: make(chan struct{})}
+		s := New(cred, KeyVaultOptions{Transport: vaultTransport{}, DisableChallengeResourceVerification: true})
+		ref := "https://contoso.vault.azure.net/secrets/x"
+		first, cancel := context.WithCancel(context.Background())
+		firstErr := make(chan error, 1)
+		go func() { _, err := s.Secret(first, ref); firstErr <- err }()
+		<-cred.entered
+		type got struct {
+			v   string
+			err error
+		}
+		second := make(chan got, 1)
+		go func() { v, err := s.Secret(context.Background(), ref); second <- got{v, err} }()
+		synctest.Wait() // the second caller waits on the first one's read
+		cancel()
+		if err := <-firstErr; !errors.Is(err, context.Canceled) {
+			t.Fatalf("first caller: %v, want its own cancellation", err)
+		}
+		if g := <-second; g.err != nil || g.v != "kv-value" {
+			t.Fatalf("second caller, not cancelled: %q %v", g.v, g.err)
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -285,8 +286,8 @@ func (e *Emulator) authenticateClient(w http.ResponseWriter, app *App, secret st
 		endpoint := e.base + r.URL.Path
 		// MSAL stamps assertions with the wall clock, so they are checked
 		// against it, not against a (possibly fake) emulator clock.
-		if msg := verifyAssertion(a, app, endpoint, time.Now()); msg != "" {
-			tokenError(w, http.StatusUnauthorized, "invalid_client", 700027, msg)
+		if code, msg := verifyAssertion(a, app, endpoint, time.Now()); msg != "" {
+			tokenError(w, http.StatusUnauthorized, "invalid_client", code, msg)
 			return false
 		}
 		return true
@@ -297,8 +298,11 @@ func (e *Emulator) authenticateClient(w http.ResponseWriter, app *App, secret st
 
 // verifyAssertion checks a certificate client assertion as MSAL builds it:
 // PS256 (or RS256) signed, x5t#S256 (or x5t) naming a registered
-// certificate, aud the token endpoint, iss and sub the client id.
-func verifyAssertion(assertion string, app *App, endpoint string, now time.Time) string {
+// certificate, aud the token endpoint, iss and sub the client id. It
+// returns the AADSTS code and message of a refusal: 700024 for an
+// assertion outside its time range (Entra ID's "Client assertion is not
+// within its valid time range"), 700027 otherwise.
+func verifyAssertion(assertion string, app *App, endpoint string, now time.Time) (int, string) {
 	var certs []*x509.Certificate
 	for _, p := range app.Certificates {
 		if c, err := parseCertPEM(p); err == nil {
@@ -322,19 +326,22 @@ func verifyAssertion(assertion string, app *App, endpoint string, now time.Time)
 		}
 		return nil, fmt.Errorf("no registered certificate matches the assertion's thumbprint")
 	})
-	if err != nil {
-		return fmt.Sprintf("Client assertion contains an invalid signature. [Reason - %v, Thumbprint of key used by client: not registered for app '%s'.]", err, app.ClientID)
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return 700024, fmt.Sprintf("Client assertion is not within its valid time range. Current time: %s. [Reason - %v.]", now.UTC().Format(time.RFC3339), err)
+	case err != nil:
+		return 700027, fmt.Sprintf("Client assertion contains an invalid signature. [Reason - %v, Thumbprint of key used by client: not registered for app '%s'.]", err, app.ClientID)
 	}
 	if aud, _ := mc.GetAudience(); len(aud) == 0 || !strings.EqualFold(aud[0], endpoint) {
-		return fmt.Sprintf("Client assertion audience claim does not match Realm issuer. Expected %s.", endpoint)
+		return 700027, fmt.Sprintf("Client assertion audience claim does not match Realm issuer. Expected %s.", endpoint)
 	}
 	if iss, _ := mc.GetIssuer(); !strings.EqualFold(iss, app.ClientID) {
-		return "Client assertion issuer must be the client id."
+		return 700027, "Client assertion issuer must be the client id."
 	}
 	if sub, _ := mc.GetSubject(); !strings.EqualFold(sub, app.ClientID) {
-		return "Client assertion subject must be the client id."
+		return 700027, "Client assertion subject must be the client id."
 	}
-	return ""
+	return 0, ""
 }
 
 // objectID derives a stable object id for a principal.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -22,6 +24,7 @@ import (
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/public"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // sdkClient is what a daemon builds from a CA file: the system roots plus
@@ -269,5 +272,34 @@ func TestManagedIdentityEndpoint(t *testing.T) {
 	got, err := vault.GetSecret(context.Background(), "pbi-secret", "", nil)
 	if err != nil || *got.Value != appSecret {
 		t.Fatalf("managed identity read: %v", err)
+	}
+}
+
+// An assertion outside its valid time range (a host clock far off) is
+// refused with AADSTS700024, as Entra ID does, not with the unregistered-
+// certificate code 700027: the two call for different fixes.
+func TestMSALAssertionOutsideItsTimeRange(t *testing.T) {
+	cert, key, certPEM := selfSignedRSA(t)
+	h := start(t, demo(t, func(sc *Scenario) { sc.Apps[0].Certificates = []string{certPEM} }))
+	hc := sdkClient(t, h)
+	endpoint := h.emu.AuthorityHost() + "/" + tenantID + "/oauth2/v2.0/token"
+	sum := sha256.Sum256(cert.Raw)
+	skewed := time.Now().Add(-2 * time.Hour) // the host's clock two hours behind
+	cred := confidential.NewCredFromAssertionCallback(func(context.Context, confidential.AssertionRequestOptions) (string, error) {
+		tok := jwt.NewWithClaims(jwt.SigningMethodPS256, jwt.MapClaims{
+			"aud": endpoint, "iss": appID, "sub": appID, "jti": "1",
+			"nbf": skewed.Unix(), "iat": skewed.Unix(), "exp": skewed.Add(10 * time.Minute).Unix(),
+		})
+		tok.Header["x5t#S256"] = base64.RawURLEncoding.EncodeToString(sum[:])
+		return tok.SignedString(key)
+	})
+	client, err := confidential.New(h.emu.AuthorityHost()+"/"+tenantID, appID, cred,
+		confidential.WithInstanceDiscovery(false), confidential.WithHTTPClient(hc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.AcquireTokenByCredential(context.Background(), []string{pbiScope})
+	if err == nil || !strings.Contains(err.Error(), "AADSTS700024") {
+		t.Fatalf("assertion two hours old: got %v, want AADSTS700024", err)
 	}
 }

@@ -120,8 +120,10 @@ func (e *AuthError) Hint() string {
 		return "the tenant was not found: check tenant_id and the cloud setting"
 	case 7000218:
 		return "the app needs a client secret or certificate (or, for the password flow, \"Allow public client flows\")"
-	case 700027, 700024:
+	case 700027:
 		return "the certificate is not registered on the app: upload its public part under Certificates & secrets"
+	case 700024:
+		return "the client assertion is outside its valid time range: this host's clock is off; sync it (NTP, e.g. systemd-timesyncd or chrony)"
 	case 50126:
 		return "the username or password is wrong"
 	case 50076, 50079:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"github.com/pbirefresh/pbirefresh"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -118,5 +119,17 @@ func TestEndpointOfNamesAndSchedules(t *testing.T) {
 		if got := endpointOf(tc.m, tc.p); got != tc.want {
 			t.Errorf("%s %s: %s, want %s", tc.m, tc.p, got, tc.want)
 		}
+	}
+}
+
+// The two certificate refusals call for different fixes: an unregistered
+// certificate (700027), a clock off so that the assertion is outside its
+// time range (700024).
+func TestCertificateRefusalHints(t *testing.T) {
+	if h := (&AuthError{Code: 700027}).Hint(); !strings.Contains(h, "not registered") {
+		t.Errorf("700027: %q", h)
+	}
+	if h := (&AuthError{Code: 700024}).Hint(); !strings.Contains(h, "clock") || strings.Contains(h, "not registered") {
+		t.Errorf("700024: %q", h)
 	}
 }

@@ -3,6 +3,7 @@ package emulator
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -719,5 +720,30 @@ func TestInjected429Shape(t *testing.T) {
 	}
 	if d, err := http.ParseTime(r.header.Get("Date")); err != nil || !d.Equal(h.clock.Now().Truncate(time.Second)) {
 		t.Fatalf("Date %q (%v), want the emulator's clock %s", r.header.Get("Date"), err, h.clock.Now())
+	}
+}
+
+// The control API answers only loopback callers, whatever address the
+// emulator listens on.
+func TestControlAPIOnlyFromLoopback(t *testing.T) {
+	h := start(t, demo(t, nil))
+	routes := h.emu.routes()
+	for _, tc := range []struct {
+		remote string
+		want   int
+	}{
+		{"192.0.2.10:40000", http.StatusForbidden},
+		{"[2001:db8::1]:40000", http.StatusForbidden},
+		{"127.0.0.1:40000", http.StatusOK},
+		{"[::1]:40000", http.StatusOK},
+		{"[::ffff:127.0.0.1]:40000", http.StatusOK},
+	} {
+		req := httptest.NewRequest("GET", "/_emulator/requests?since=0", nil)
+		req.RemoteAddr = tc.remote
+		rec := httptest.NewRecorder()
+		routes.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("from %s: %d %s, want %d", tc.remote, rec.Code, rec.Body, tc.want)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package emulator
 
 import (
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -59,6 +61,13 @@ func (e *Emulator) routes() http.Handler {
 		case segs[0] == "secrets":
 			kv.ServeHTTP(w, r)
 		case segs[0] == "_emulator":
+			// The control API changes what every client sees (faults,
+			// clock, secrets): only this host may use it, whatever Addr
+			// the emulator listens on.
+			if !fromLoopback(r) {
+				writeJSON(w, http.StatusForbidden, map[string]string{"error": "the control API answers only requests from this host (loopback)"})
+				return
+			}
 			control.ServeHTTP(w, r)
 		case segs[0] == "msi" && len(segs) == 2 && segs[1] == "token" && r.Method == http.MethodGet:
 			msi.ServeHTTP(w, r)
@@ -155,4 +164,14 @@ func (e *Emulator) load() {
 		e.throttle = &t
 	}
 	e.windows = map[string]*window{}
+}
+
+// fromLoopback reports whether r came from a loopback address.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -32,7 +32,9 @@
 //	                        slot; a forward step makes the skipped slots missed
 //	missed slots            after downtime (from the journal's last slot) or a forward
 //	                        step: the newest one within catch_up runs once (kind catch-up),
-//	                        every other one is recorded as missed; catch_up 0 runs none
+//	                        every other one is recorded as missed (the newest 1,000 per
+//	                        job and tick; older ones are only counted in the log);
+//	                        catch_up 0 runs none
 //	overlap                 skip (default): a slot firing while the previous run is in
 //	                        progress is recorded as skipped; queue: at most one pending
 //	limits                  max_in_flight and per_credential caps; runs beyond wait, for

@@ -5,11 +5,13 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/configs"
+	"github.com/pbirefresh/pbirefresh/refresh"
 	"github.com/pbirefresh/pbirefresh/scheduler"
 	"github.com/pbirefresh/pbirefresh/store"
 	"github.com/pbirefresh/pbirefresh/store/sqlite"
@@ -168,5 +170,67 @@ func TestFencedSlotRecordedWhenTheGateOpens(t *testing.T) {
 	}
 	if runs, err := st.Runs(ctx, store.Query{Job: "j"}); err != nil || len(runs) != 1 || !runs[0].Slot.Equal(slot) {
 		t.Fatalf("runs %+v %v", runs, err)
+	}
+}
+
+// slowSlots blocks LastSlots until its context ends, as a database that
+// does not answer; entered receives a value when it is called.
+type slowSlots struct {
+	*sqlite.Store
+	slow    atomic.Bool
+	entered chan struct{}
+}
+
+func (s *slowSlots) LastSlots(ctx context.Context) (map[string]time.Time, error) {
+	if !s.slow.Load() {
+		return s.Store.LastSlots(ctx)
+	}
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A rejoin returns at once, however slow the database is to answer the
+// schedule's resync: it is called from the goroutine that renews the
+// lease, and a renewal held up behind the resync loses the lease again.
+func TestRejoinDoesNotHoldUpTheRenewals(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "state.db"), sqlite.Options{Daemon: &sqlite.Holder{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	slow := &slowSlots{Store: st, entered: make(chan struct{}, 1)}
+	logger := slog.New(slog.DiscardHandler)
+	c := &runCmd{store: slow, logger: logger, base: ctx, cfg: &configs.Config{}}
+	c.sched = scheduler.New(refresh.SystemClock{}, &journal{stateStore: slow, logger: logger}, logger)
+	hourly, err := scheduler.Parse("0 * * * *", time.UTC, scheduler.DST{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noop := func(context.Context, time.Time, pbirefresh.Kind) error { return nil }
+	var jobs []scheduler.Job
+	for _, n := range []string{"a", "b"} { // two jobs: the scheduler reads all last slots at once
+		jobs = append(jobs, scheduler.Job{Name: n, Schedule: hourly, Enabled: true, Run: noop})
+	}
+	if err := c.sched.Set(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	slow.slow.Store(true) // the database stops answering
+	done := make(chan struct{})
+	go func() { c.rejoined(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("rejoined waited on the database for a minute")
+	}
+	select {
+	case <-slow.entered: // the resync did ask the database
+	case <-time.After(time.Minute):
+		t.Fatal("the resync never read the journal")
 	}
 }

@@ -1168,13 +1168,23 @@ func (c *runCmd) leaseLost() {
 func (c *runCmd) rejoined() {
 	c.newMember()
 	c.logger.Info("rejoined the replica set", "replica", c.store.Self())
-	if c.sched != nil {
-		if err := c.sched.Resync(c.base); err != nil {
-			c.logger.Error("resync the schedule after rejoining", "error", err)
+	// Not in the caller's goroutine, which renews the lease: a database
+	// slow to answer the resync's reads must not hold up the renewals.
+	go func() {
+		if c.sched != nil {
+			ctx, cancel := context.WithTimeout(c.base, resyncTimeout)
+			err := c.sched.Resync(ctx)
+			cancel()
+			if err != nil {
+				c.logger.Error("resync the schedule after rejoining", "error", err, "hint", "slots missed while cut off are caught up at the next restart or rejoin")
+			}
 		}
-	}
-	go c.adoptOrphans(c.base)
+		c.adoptOrphans(c.base)
+	}()
 }
+
+// resyncTimeout bounds the schedule's resync after a rejoin.
+const resyncTimeout = time.Minute
 
 // claimed: a refresh id some recorded run already owns, or a run here is
 // recording.

@@ -56,7 +56,8 @@ type State struct {
 // Postgres is a PostgreSQL state database.
 type Postgres struct {
 	// URL is a libpq URL, postgres://user@host:5432/db?sslmode=verify-full&sslrootcert=/path/ca.pem;
-	// a password written in it is refused (use password).
+	// a password written in it is refused (use password), and so is any
+	// sslmode but verify-full for a database beyond this host.
 	URL string `yaml:"url"`
 	// Password is a secret reference; optional (trust, certificates or
 	// entra_token need none).

@@ -18,6 +18,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("credentials: {c: {client_secret: x}}\n"))
 	f.Add([]byte(chainHead + job("a", ", after: [c]") + job("b", ", after: [a, a]") + job("c", ", after: [b], on_upstream: skip")))
 	f.Add([]byte(chainHead + "  - {name: d, credential: c, workspace: W, dataflow_id: 44444444-4444-4444-4444-444444444444, after: [d]}\n"))
+	f.Add([]byte(pgState("postgres://u@127.0.0.1,db.example.com/x?sslmode=require&password=p")))
+	f.Add([]byte(pgState("postgres://u:p@[::1]:5432/x?host=/tmp&sslmode=verify-full&ssl=true")))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cfg, err := Parse("fuzz.yaml", b)
 		if err != nil {

@@ -3,7 +3,6 @@ package configs
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -13,6 +12,7 @@ import (
 	_ "time/tzdata" // zones work the same in a scratch container as on a VM
 
 	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/internal/pgurl"
 	"github.com/pbirefresh/pbirefresh/internal/strictyaml"
 	"github.com/pbirefresh/pbirefresh/notify"
 	"github.com/pbirefresh/pbirefresh/scheduler"
@@ -197,21 +197,31 @@ func (v *validator) state() {
 	}
 }
 
+// pgURLFix is the fix for a state.postgres.url that is not a libpq URL.
+const pgURLFix = "write a libpq URL: postgres://user@host:5432/database?sslmode=verify-full&sslrootcert=/path/ca.pem"
+
+// pgTLSFix is the fix for a connection that does not verify the server.
+const pgTLSFix = "use sslmode=verify-full in the URL: ...?sslmode=verify-full&sslrootcert=/path/ca.pem (sslrootcert: the server's CA; without it, the system's roots verify the server); " +
+	"only a database on this host (localhost, 127.0.0.1, ::1, a socket) may do without verification"
+
 func (v *validator) postgres(pg *Postgres) {
 	const p = "state.postgres"
-	u, err := url.Parse(pg.URL)
+	c, err := pgurl.Parse(pg.URL)
 	switch {
 	case pg.URL == "":
-		v.add(p+".url", "", "write a libpq URL: postgres://user@host:5432/database?sslmode=verify-full&sslrootcert=/path/ca.pem", "url is missing")
-	case err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "":
-		v.add(p+".url", "", "write a libpq URL: postgres://user@host:5432/database?sslmode=verify-full&sslrootcert=/path/ca.pem", "url %s is not a postgres:// URL", quote(redactURL(pg.URL)))
-	default:
-		if _, has := u.User.Password(); has {
-			// The value itself is never echoed.
-			v.add(p+".url", "", "remove the password from the URL and reference it: password: {env: PGPASSWORD_VAR} or {file: ...} or {keyvault: {...}}", "a password is written in the URL")
-		}
-		if m := u.Query().Get("sslmode"); m == "disable" && !loopbackHost(u.Hostname()) {
-			v.add(p+".url", "", "use sslmode=verify-full with sslrootcert=/path/to/ca.pem (the server's CA) for a database beyond this host", "sslmode=disable sends the state database's traffic in clear text")
+		v.add(p+".url", "", pgURLFix, "url is missing")
+	case err != nil:
+		v.add(p+".url", "", pgURLFix, "url %s is not a postgres:// URL: %v", quote(pgurl.Redact(pg.URL)), err)
+	case c.Hosts == nil:
+		v.add(p+".url", "", pgURLFix+"; for a local socket, postgres://user@/database?host=/var/run/postgresql", "url %s names no host", quote(pgurl.Redact(pg.URL)))
+	}
+	if c.Password {
+		// The value itself is never echoed.
+		v.add(p+".url", "", "remove the password from the URL and reference it: password: {env: PGPASSWORD_VAR} or {file: ...} or {keyvault: {...}}", "a password is written in the URL")
+	}
+	if err == nil && c.Hosts != nil {
+		if problem, fix := pgTLS(c); problem != "" {
+			v.add(p+".url", "", fix, "%s", problem)
 		}
 	}
 	if pg.Password != nil {
@@ -227,24 +237,69 @@ func (v *validator) postgres(pg *Postgres) {
 	}
 }
 
+// pgTLS says what is wrong with a connection's TLS, and the fix: an
+// unknown sslmode, or, for a database beyond this host, anything short of
+// verifying the server's certificate and name. libpq's default (prefer)
+// and allow fall back to clear text and trust any certificate; require
+// encrypts but trusts any certificate (with sslrootcert, any its CA
+// signed); verify-ca trusts any certificate its CA signed, whatever its
+// name. TLS verification is never switched off; a database on this host
+// may do without it. "": nothing.
+func pgTLS(c pgurl.Conn) (problem, fix string) {
+	mode, written := c.Params["sslmode"], "sslmode="+c.Params["sslmode"]
+	if c.SSLTrue {
+		written = "ssl=true (sslmode=require)"
+	}
+	if mode == "" && c.Params["sslrootcert"] == "system" {
+		mode = "verify-full" // as libpq and pgx do
+	}
+	switch mode {
+	case "", "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		return fmt.Sprintf("unknown sslmode %s", quote(mode)), "use sslmode=verify-full (libpq's modes: disable, allow, prefer, require, verify-ca, verify-full)"
+	}
+	var remote []string
+	for _, h := range c.Hosts {
+		if !localHost(h) {
+			remote = append(remote, quote(h))
+		}
+	}
+	if len(remote) == 0 || mode == "verify-full" {
+		return "", ""
+	}
+	hosts := strings.Join(remote, ", ")
+	switch mode {
+	case "":
+		problem = fmt.Sprintf("url sets no sslmode: libpq's default (prefer) falls back to clear text and never verifies the certificate of %s", hosts)
+	case "disable":
+		problem = fmt.Sprintf("sslmode=disable sends the state database's traffic in clear text (to %s)", hosts)
+	case "allow":
+		problem = fmt.Sprintf("sslmode=allow tries clear text first and never verifies the certificate of %s", hosts)
+	case "prefer":
+		problem = fmt.Sprintf("sslmode=prefer falls back to clear text and never verifies the certificate of %s", hosts)
+	case "require":
+		problem = fmt.Sprintf("%s encrypts but checks neither that the certificate names %s nor, without sslrootcert, who signed it: whoever is on the path can pose as the database", written, hosts)
+	case "verify-ca":
+		problem = fmt.Sprintf("sslmode=verify-ca does not check the name in the certificate of %s: any certificate its CA signed passes", hosts)
+	}
+	return problem, pgTLSFix
+}
+
+// localHost: a host on this machine: loopback, or a socket directory (a
+// path), or "" (libpq's default: a socket, else localhost).
+func localHost(h string) bool {
+	if h == "" || strings.HasPrefix(h, "/") || len(h) >= 3 && h[0] >= 'A' && h[0] <= 'Z' && h[1] == ':' && h[2] == '\\' {
+		return true
+	}
+	return loopbackHost(h)
+}
+
 func loopbackHost(h string) bool {
 	if h == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
-}
-
-// redactURL drops a password from a URL before it is quoted in a message.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
-	}
-	return u.String()
 }
 
 func (v *validator) http() {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/internal/pgurl"
 	"github.com/pbirefresh/pbirefresh/store"
 )
 
@@ -161,7 +162,7 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, connectErr(url, err)
 	}
-	s := &Store{pool: pool, opts: o, url: redact(url), closed: make(chan struct{})}
+	s := &Store{pool: pool, opts: o, url: pgurl.Redact(url), closed: make(chan struct{})}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
@@ -194,17 +195,8 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	return s, nil
 }
 
-// redact drops a password from a URL for messages.
-func redact(url string) string {
-	cfg, err := pgconn.ParseConfig(url)
-	if err != nil || cfg.Password == "" {
-		return url
-	}
-	return strings.Replace(url, ":"+cfg.Password+"@", ":REDACTED@", 1)
-}
-
 func connectErr(url string, err error) error {
-	return pbirefresh.WithHint(fmt.Errorf("connect to the state database %s: %w", redact(url), err),
+	return pbirefresh.WithHint(fmt.Errorf("connect to the state database %s: %w", pgurl.Redact(url), err),
 		"check state.postgres.url (host, port, database, user), that the server accepts this host, and the password or Entra ID token")
 }
 
@@ -218,6 +210,9 @@ func (s *Store) version(ctx context.Context) (int, error) {
 	return v, err
 }
 
+// migrationLock is the key of the advisory lock that serialises migrations.
+const migrationLock int64 = 5045424952
+
 // migrate brings the schema to the current version in one transaction,
 // under a transaction-scoped advisory lock (released at commit, so it
 // works behind a transaction-pooling proxy): replicas starting at once
@@ -229,12 +224,17 @@ func (s *Store) migrate(ctx context.Context) error {
 	if v, err := s.version(ctx); err == nil && v == len(migrations) {
 		return nil
 	}
-	tx, err := s.pool.Begin(ctx)
+	// READ COMMITTED whatever the database's default: the version read
+	// after the lock must be what the lock's previous holder committed.
+	// Under repeatable read or serializable the snapshot is taken when the
+	// lock is requested, before that commit: a replica that waited would
+	// migrate again (relation already exists) or fail to serialize.
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return connectErr(s.url, err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(5045424952)`); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 		return fmt.Errorf("lock the schema for migration: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS pbirefresh_schema (version integer NOT NULL)`); err != nil {
@@ -447,13 +447,14 @@ func (s *Store) wroteOwned(ctx context.Context, sql string, args pgx.NamedArgs) 
 }
 
 // wrote notes a run write's result for Ping. A refusal that lasts (the
-// database full or out of resources, a privilege missing, a read-only
-// server, an integrity or trigger error) makes Ping fail, and so
-// /readyz, until a run write succeeds again, as with SQLite state: the
-// daemon's log says so when it happens. (Ping alone did not see it: a
-// database that answers but refuses the runs' writes stayed ready.) A
-// lost connection, a cancelled or timed-out statement, a failover or a
-// serialization failure does not count: the next write usually succeeds,
+// database's disk full or a configuration limit reached, a privilege
+// missing, a read-only server, an integrity or trigger error) makes Ping
+// fail, and so /readyz, until a run write succeeds again, as with SQLite
+// state: the daemon's log says so when it happens. (Ping alone did not see
+// it: a database that answers but refuses the runs' writes stayed ready.)
+// A lost connection, a cancelled or timed-out statement, a failover, a
+// serialization failure, too many connections or memory short at the
+// moment does not count: the next write usually succeeds,
 // and a replica kept not ready until its next run, hours later for daily
 // jobs, would hold up node drains for nothing. Neither do the answers a
 // replica expects (the slot taken, the run another's or busy, the lease
@@ -470,8 +471,11 @@ func (s *Store) wrote(err error) error {
 
 // lastingErr: a refusal by the database that the next write will likely
 // meet too (SQLSTATE classes 22 data, 23 integrity, 25 transaction state,
-// for example a read-only server, 42 privileges, 53 resources, 58 system,
-// P0 raised by a trigger, XX internal).
+// for example a read-only server, 42 privileges, 53 resources: a full disk
+// or a configuration limit, 58 system, P0 raised by a trigger, XX
+// internal). Resources short at a moment pass by themselves and do not
+// count: too many connections (53300, also met when the pool opens a
+// connection), out of memory (53200), insufficient resources (53000).
 func lastingErr(err error) bool {
 	if errors.Is(err, store.ErrDuplicate) || errors.Is(err, store.ErrBusy) || errors.Is(err, store.ErrNotOwner) || errors.Is(err, store.ErrFenced) {
 		return false
@@ -479,6 +483,10 @@ func lastingErr(err error) bool {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || len(pe.Code) < 2 {
 		return false // no answer from the server: the connection, a timeout
+	}
+	switch pe.Code {
+	case "53000", "53200", "53300":
+		return false
 	}
 	switch pe.Code[:2] {
 	case "22", "23", "25", "42", "53", "58", "P0", "XX":

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pbirefresh/pbirefresh"
+	"github.com/pbirefresh/pbirefresh/internal/pgurl"
 	"github.com/pbirefresh/pbirefresh/store"
 	"github.com/pbirefresh/pbirefresh/store/postgres/pgtest"
 	"github.com/pbirefresh/pbirefresh/store/storetest"
@@ -406,5 +408,194 @@ func TestLeastPrivilegesAfterTheFirstStart(t *testing.T) {
 	}
 	if _, err := s.LastSlots(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTooManyConnectionsKeepsReady: a write refused because the server
+// had no connection to spare at that moment (53300, here a role's
+// CONNECTION LIMIT reached while the pool opens a second connection) does
+// not make the replica not ready: the next write usually gets one, and a
+// replica held not ready until its next run, hours later for daily jobs,
+// would hold up node drains for nothing.
+func TestTooManyConnectionsKeepsReady(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	ctx := context.Background()
+	open(t, url, Options{Replica: replica()}).Close()
+	role := fmt.Sprintf("limited_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for _, q := range []string{
+		"CREATE ROLE " + role + " LOGIN CONNECTION LIMIT 1",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON pbirefresh_schema, pbirefresh_replicas, pbirefresh_runs, pbirefresh_pauses TO " + role,
+		"GRANT USAGE ON SEQUENCE pbirefresh_runs_id_seq TO " + role,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return
+		}
+		defer c.Close(ctx)
+		c.Exec(ctx, "DROP OWNED BY "+role)
+		c.Exec(ctx, "DROP ROLE "+role)
+	})
+	s := open(t, strings.Replace(url, "postgres://pbirefresh@", "postgres://"+role+"@", 1), Options{Replica: replica(), LeaseTTL: time.Hour})
+	// Hold the role's one connection: the write needs a second one.
+	held, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Record(ctx, "a", storetest.T0, pbirefresh.Scheduled, pbirefresh.Missed, "")
+	held.Release()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "53300" {
+		t.Fatalf("the write with no connection to spare: %v, want SQLSTATE 53300", err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("ping (readyz) after too many connections at one moment: %v", err)
+	}
+	if err := s.Record(ctx, "a", storetest.T0, pbirefresh.Scheduled, pbirefresh.Missed, ""); err != nil {
+		t.Fatalf("the write once a connection was free: %v", err)
+	}
+}
+
+// TestResourceErrorsClassified: of SQLSTATE class 53, what passes by
+// itself (resources short at a moment, out of memory, too many
+// connections) leaves the replica ready; what lasts until someone acts (a
+// full disk, a configuration limit) makes Ping fail until a write
+// succeeds, like the other lasting refusals. The server raises each code
+// from a trigger, so it comes back through pgx as it would for real.
+func TestResourceErrorsClassified(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	ctx := context.Background()
+	s := open(t, url, Options{Replica: replica(), LeaseTTL: time.Hour})
+	for i, c := range []struct {
+		code    string
+		lasting bool
+	}{
+		{"53000", false}, // insufficient_resources
+		{"53200", false}, // out_of_memory
+		{"53300", false}, // too_many_connections
+		{"53100", true},  // disk_full
+		{"53400", true},  // configuration_limit_exceeded
+	} {
+		for _, q := range []string{
+			`CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '` + c.code + `'; END $$`,
+			`CREATE OR REPLACE TRIGGER refuse BEFORE INSERT ON pbirefresh_runs FOR EACH ROW EXECUTE FUNCTION refuse()`,
+		} {
+			if _, err := s.pool.Exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		slot := storetest.T0.Add(time.Duration(i) * time.Hour)
+		err := s.Record(ctx, "a", slot, pbirefresh.Scheduled, pbirefresh.Missed, "")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != c.code {
+			t.Fatalf("%s: the write: %v", c.code, err)
+		}
+		if err := s.Ping(ctx); (err != nil) != c.lasting {
+			t.Errorf("%s: ping (readyz) after the refused write: %v, want failing %v", c.code, err, c.lasting)
+		}
+		if _, err := s.pool.Exec(ctx, `DROP TRIGGER refuse ON pbirefresh_runs`); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Record(ctx, "a", slot, pbirefresh.Scheduled, pbirefresh.Missed, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("%s: ping after a good write: %v", c.code, err)
+		}
+	}
+}
+
+// TestMigrateUnderStricterDefaultIsolation: a server whose
+// default_transaction_isolation is repeatable read or serializable still
+// migrates once when replicas start together. The migration reads the
+// schema version after taking the lock, so it must see what the lock's
+// previous holder committed: at a stricter default its snapshot would be
+// older than that commit, and it would migrate again (relation already
+// exists) or fail to serialize. The test holds the migration lock itself
+// until all four migrations wait for it, so they all overlap.
+func TestMigrateUnderStricterDefaultIsolation(t *testing.T) {
+	for _, level := range []string{"repeatable read", "serializable"} {
+		t.Run(strings.ReplaceAll(level, " ", "_"), func(t *testing.T) {
+			url := pgtest.Shared(t).NewDatabase(t)
+			ctx := context.Background()
+			admin, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer admin.Close(ctx)
+			if _, err := admin.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s SET default_transaction_isolation = '%s'`,
+				pgx.Identifier{admin.Config().Database}.Sanitize(), level)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLock); err != nil {
+				t.Fatal(err)
+			}
+			const n = 4
+			errs := make(chan error, n)
+			for range n {
+				go func() {
+					s, err := Open(ctx, url, Options{})
+					if err == nil {
+						var iso string
+						if err = s.pool.QueryRow(ctx, `SHOW default_transaction_isolation`).Scan(&iso); err == nil && iso != level {
+							err = fmt.Errorf("the database's default isolation is %q, want %q", iso, level)
+						}
+						s.Close()
+					}
+					errs <- err
+				}()
+			}
+			// Wait (bounded) until all four wait for the lock.
+			deadline := time.Now().Add(30 * time.Second)
+			for waiting := 0; waiting < n; {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of %d migrations wait for the lock after 30s", waiting, n)
+				}
+				if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := admin.Exec(ctx, `SELECT pg_advisory_unlock($1)`, migrationLock); err != nil {
+				t.Fatal(err)
+			}
+			for range n {
+				if err := <-errs; err != nil {
+					t.Errorf("open: %v", err)
+				}
+			}
+			var v, rows int
+			if err := admin.QueryRow(ctx, `SELECT max(version), count(*) FROM pbirefresh_schema`).Scan(&v, &rows); err != nil || v != len(migrations) || rows != 1 {
+				t.Fatalf("schema version %d in %d rows (%v), want %d in 1", v, rows, err, len(migrations))
+			}
+		})
+	}
+}
+
+// TestPasswordInQueryNotEchoed: a password given as a query parameter
+// never appears in Open's error either.
+func TestPasswordInQueryNotEchoed(t *testing.T) {
+	for _, bad := range []string{
+		"postgres://pbirefresh@127.0.0.1:1/x?sslmode=disable&connect_timeout=2&password=s3cr3t-pw",
+		"postgres://pbirefresh@127.0.0.1:1/x?sslmode=disable&connect_timeout=2&pass%77ord=s3cr3t-pw",
+		"postgres://pbirefresh:s3cr3t%2Dpw@127.0.0.1:1/x?sslmode=disable&connect_timeout=2",
+	} {
+		_, err := Open(context.Background(), bad, Options{})
+		switch {
+		case err == nil:
+			t.Errorf("%s: opened", pgurl.Redact(bad))
+		case strings.Contains(err.Error(), "s3cr3t"):
+			t.Errorf("%s: the error quotes the password", pgurl.Redact(bad))
+		case pbirefresh.Hint(err) == "":
+			t.Errorf("%s: error %v without a hint", pgurl.Redact(bad), err)
+		}
 	}
 }

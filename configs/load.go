@@ -15,7 +15,10 @@ const MaxSize = 10 << 20
 // Load reads, defaults and validates a configuration file. A path that is
 // not a regular file (a FIFO, a device, a directory) or is larger than
 // MaxSize is refused before it is read.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, Options{}) }
+
+// LoadWith is Load with options.
+func LoadWith(path string, o Options) (*Config, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, problem("read config: %v", "check the path given to --config", err)
@@ -38,7 +41,7 @@ func Load(path string) (*Config, error) {
 	if len(b) > MaxSize {
 		return nil, problem("config %s grew above the %d MiB limit while being read", "point --config at the configuration file", path, MaxSize>>20)
 	}
-	return Parse(path, b)
+	return ParseWith(path, b, o)
 }
 
 func problem(format, fix string, a ...any) error {
@@ -64,6 +67,10 @@ type Options struct {
 	// AllowNoJobs accepts a configuration without jobs: the input of
 	// `pbirefresh import`, which adds them. Everything else must run.
 	AllowNoJobs bool
+	// NoHTTP: the command serves no HTTP (once, next, history, state
+	// copy), so http.token_file is not read: a one-shot container job may
+	// share the daemon's configuration without mounting the token.
+	NoHTTP bool
 }
 
 // Parse is Load on bytes; name labels the messages. The steps stay

@@ -312,7 +312,7 @@ func (v *validator) http() {
 				"listening on %s, beyond loopback, needs a token_file", h.Listen)
 		}
 	}
-	if h.TokenFile != "" {
+	if h.TokenFile != "" && !v.opts.NoHTTP {
 		// A token readable by every user lets any of them trigger runs: it
 		// is refused, as ssh refuses such a private key. (A group-readable
 		// one gets a warning when the daemon starts.)

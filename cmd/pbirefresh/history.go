@@ -41,7 +41,7 @@ func (c *historyCmd) ParseFlags(args []string) error {
 }
 
 func (c *historyCmd) Run(ctx context.Context) error {
-	cfg, err := loadConfig(c.config)
+	cfg, err := loadConfigNoHTTP(c.config)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ type upcoming struct {
 }
 
 func (c *nextCmd) Run(context.Context) error {
-	cfg, err := loadConfig(c.config)
+	cfg, err := loadConfigNoHTTP(c.config)
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ type onceResult struct {
 }
 
 func (c *onceCmd) Run(ctx context.Context) error {
-	cfg, err := loadConfig(c.config)
+	cfg, err := loadConfigNoHTTP(c.config)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -118,12 +119,14 @@ func (h *httpServer) loadToken(path string) error {
 }
 
 // warnTokenMode warns when the token file can be read by the file's
-// group. (A world-readable one is refused by validation.)
+// group, unless that group is the daemon's own (a Kubernetes secret
+// volume with the pod's fsGroup is 0440, group fsGroup). A world-readable
+// one is refused by validation.
 func (c *runCmd) warnTokenMode(path string) {
 	if path == "" {
 		return
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o070 != 0 {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o070 != 0 && !ownGroup(fi) {
 		c.logger.Warn("http.token_file is readable by its group: anyone in it can trigger runs", "file", path, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()), "hint", "chmod 600 "+path)
 	}
 }
@@ -534,4 +537,10 @@ func (c *runCmd) apiReplicas(w http.ResponseWriter, r *http.Request) {
 		reps = []store.Replica{}
 	}
 	writeJSONResponse(w, http.StatusOK, map[string]any{"leader": nil, "replicas": reps})
+}
+
+// ownGroup: the file's group is this process's primary group.
+func ownGroup(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Gid) == os.Getgid()
 }

@@ -47,10 +47,20 @@ type env struct {
 
 // loadConfig wraps configuration errors with exit code 2.
 func loadConfig(path string) (*configs.Config, error) {
+	return loadConfigWith(path, configs.Options{})
+}
+
+// loadConfigNoHTTP is loadConfig for a command that serves no HTTP: the
+// token file is not read.
+func loadConfigNoHTTP(path string) (*configs.Config, error) {
+	return loadConfigWith(path, configs.Options{NoHTTP: true})
+}
+
+func loadConfigWith(path string, o configs.Options) (*configs.Config, error) {
 	if path == "" {
 		return nil, usageError("--config is required")
 	}
-	cfg, err := configs.Load(path)
+	cfg, err := configs.LoadWith(path, o)
 	if err != nil {
 		return nil, &exitError{exitUsage, err}
 	}

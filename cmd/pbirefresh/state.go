@@ -114,7 +114,7 @@ func (c *stateCmd) ParseFlags(args []string) error {
 }
 
 func (c *stateCmd) Run(ctx context.Context) error {
-	cfg, err := loadConfig(c.config)
+	cfg, err := loadConfigNoHTTP(c.config)
 	if err != nil {
 		return err
 	}

@@ -199,7 +199,11 @@ func (c *importCmd) Run(ctx context.Context) error {
 	}
 	c.warnQuota(out, list)
 	if failed > 0 {
-		return &exitError{exitCannotWork, fmt.Errorf("%d of %d Power BI schedules could not be turned off; the configuration was written", failed, tried)}
+		written := "the configuration was written"
+		if added == 0 && c.inPlace() {
+			written = "the configuration is unchanged"
+		}
+		return &exitError{exitCannotWork, fmt.Errorf("%d of %d Power BI schedules could not be turned off; %s", failed, tried, written)}
 	}
 	return nil
 }
@@ -411,16 +415,22 @@ func (c *importCmd) plan(cfg *configs.Config, input []byte, list []*importedData
 			continue
 		}
 		if have := byDataset[strings.ToLower(ds.ws.ID+"/"+ds.ds.ID)]; len(have) > 0 {
-			if sameSchedule(have, ds.exprs, ds.zone) {
+			var names []string
+			for _, j := range have {
+				names = append(names, j.Name)
+			}
+			switch {
+			case sameSchedule(have, ds.exprs, ds.zone) && anyEnabled(have):
 				ds.present = true
-				for _, j := range have {
-					ds.jobs = append(ds.jobs, j.Name)
-				}
-			} else {
-				var names []string
-				for _, j := range have {
-					names = append(names, j.Name)
-				}
+				ds.jobs = names
+			case sameSchedule(have, ds.exprs, ds.zone):
+				// Imported while Power BI's schedule was off, so paused:
+				// not reproduced. Turning the built-in schedule off now
+				// (--disable-builtin) would leave the dataset refreshed by
+				// nobody.
+				ds.why = "already in the configuration as paused job " + strings.Join(names, ", ") +
+					" (enabled: false); set enabled: true on it before turning Power BI's schedule off"
+			default:
 				ds.why = "already refreshed by job " + strings.Join(names, ", ") + " on another schedule"
 			}
 			continue
@@ -441,6 +451,11 @@ func (c *importCmd) plan(cfg *configs.Config, input []byte, list []*importedData
 	}
 	text, err := insertJobs(input, blocks)
 	return text, added, err
+}
+
+// anyEnabled reports whether one of the jobs runs (is not paused).
+func anyEnabled(jobs []*configs.Job) bool {
+	return slices.ContainsFunc(jobs, func(j *configs.Job) bool { return j.Enabled == nil || *j.Enabled })
 }
 
 // sameSchedule reports whether the jobs are exactly one per expression, in

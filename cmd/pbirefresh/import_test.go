@@ -331,7 +331,7 @@ jobs:
 		`[FAIL] "Owned By Alice" in "Finance EMEA": PATCH`,
 		"fix: only the dataset's owner may change its refresh schedule",
 		"the owner is alice@contoso.onmicrosoft.com",
-		"pbirefresh: 1 of 6 Power BI schedules could not be turned off; the configuration was written",
+		"pbirefresh: 1 of 6 Power BI schedules could not be turned off; the configuration is unchanged",
 	} {
 		if !strings.Contains(r.stderr, s) {
 			t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
@@ -609,5 +609,52 @@ jobs:
 				t.Errorf("%d jobs added, want %d (present: %v, %v)", added, tc.added, list[0].present, list[1].present)
 			}
 		})
+	}
+}
+
+// TestDisableBuiltinKeepsASchedulePausedJobsDoNotReproduce: a Power
+// BI schedule that was off at import time becomes paused jobs (enabled:
+// false). When the owner later turns that schedule back on, the README's
+// advised `import ... --disable-builtin` must not count the dataset as
+// reproduced and turn its only active schedule off: every pbirefresh job
+// for it is paused, and the dataset would be refreshed by nobody.
+func TestDisableBuiltinKeepsASchedulePausedJobsDoNotReproduce(t *testing.T) {
+	dir := t.TempDir()
+	orig := readFile(t, importScenario(t))
+	const off = `schedule: {days: [Monday], times: ["06:00"], enabled: false, time_zone: UTC}`
+	if strings.Count(orig, off) != 1 {
+		t.Fatalf("scenario changed: %q not found once", off)
+	}
+	scenA := filepath.Join(dir, "scenario-a.yaml")
+	scenB := filepath.Join(dir, "scenario-b.yaml")
+	os.WriteFile(scenA, []byte(orig), 0o644)
+	os.WriteFile(scenB, []byte(strings.Replace(orig, off, strings.Replace(off, "enabled: false", "enabled: true", 1), 1)), 0o644)
+
+	// 1. Import while the Power BI schedule of "Paused" is off.
+	base := importBase(t, dir, "")
+	os.WriteFile(base, []byte(strings.Replace(readFile(t, base), importScenario(t), scenA, 1)), 0o640)
+	out := filepath.Join(dir, "pbirefresh.yaml")
+	r := runBinary(t, importEnv, "import", "--config", base, "--credential", "svc", "--workspace", financeEMEA, "--out", out)
+	if r.code != 0 {
+		t.Fatalf("import: %+v", r)
+	}
+	text := readFile(t, out)
+	if !regexp.MustCompile(`(?s)- name: paused\n.*?enabled: false\n.*?dataset_id: ` + pausedDS).MatchString(text) {
+		t.Fatalf("the paused schedule was not imported as a paused job:\n%s", text)
+	}
+
+	// 2. The owner turns the Power BI schedule on again; the operator runs
+	// the advised --disable-builtin on the configuration.
+	os.WriteFile(out, []byte(strings.Replace(text, scenA, scenB, 1)), 0o640)
+	r = runBinary(t, importEnv, "import", "--config", out, "--credential", "svc", "--workspace", financeEMEA, "--out", out, "--disable-builtin")
+	t.Logf("stderr:\n%s", r.stderr)
+	if strings.Contains(r.stderr, `[ok]   "Paused" in "Finance EMEA"`) {
+		t.Fatalf("--disable-builtin turned off the only active schedule of dataset \"Paused\": its pbirefresh job is enabled: false, so nothing refreshes it any more")
+	}
+	if strings.Contains(r.stderr, "the configuration was written") {
+		t.Errorf("an unchanged configuration reported as written:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, `skipped   "Paused": already in the configuration as paused job paused (enabled: false)`) {
+		t.Fatalf("the report does not say why \"Paused\" was left alone:\n%s", r.stderr)
 	}
 }

@@ -180,7 +180,7 @@ func (c *Client) RunDataflow(ctx context.Context, df Dataflow, opts DataflowOpti
 		}
 	}
 	exp := newExpectation(durs)
-	res.RefreshID = rf.ID
+	res.RefreshID, res.Posted = rf.ID, rf.Posted
 	log.Info("refresh started", "refresh_id", rf.ID, "expected", exp.Expected)
 	if p.Started != nil {
 		p.Started(rf)
@@ -350,7 +350,7 @@ func txnDurations(list []Transaction) []time.Duration {
 // to its end; the deadline counts from rf.Posted.
 func (c *Client) FollowDataflow(ctx context.Context, df Dataflow, rf Refresh, p Policy) (res Result) {
 	clk := c.clock()
-	res.Start, res.RefreshID = rf.Posted, rf.ID
+	res.Start, res.Posted, res.RefreshID = rf.Posted, rf.Posted, rf.ID
 	log := p.logger(c).With("workspace_id", df.WorkspaceID, "dataflow_id", df.DataflowID)
 	defer func() {
 		res.End = clk.Now()

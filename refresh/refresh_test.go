@@ -309,6 +309,11 @@ func TestBusy(t *testing.T) {
 				if !strings.Contains(res.Note, foreign) || h.clock.Now().Sub(t0) < 20*time.Minute {
 					t.Errorf("did not wait for %s: %+v", foreign, res)
 				}
+				// Posted is the POST, after the wait; the run's duration
+				// counts from it, not from the start of the wait.
+				if res.Posted.Sub(res.Start) < 20*time.Minute || res.Ran() <= 0 || res.Ran() >= 20*time.Minute {
+					t.Errorf("start %s, posted %s, ran %s: the wait is counted as the refresh's time", res.Start, res.Posted, res.Ran())
+				}
 			}
 			// Nothing foreign was cancelled, ever.
 			if n := len(h.requests("refresh.cancel")); n != 0 {

@@ -61,19 +61,23 @@ func (r *Result) quota(err error, p Policy) {
 
 // Result is how a run ended.
 type Result struct {
-	RefreshID        string            `json:"refresh_id,omitempty"`
-	Outcome          pbirefresh.Status `json:"status"`
-	Start            time.Time         `json:"start"`
-	End              time.Time         `json:"end"`
-	ServiceStart     time.Time         `json:"service_start,omitzero"`
-	ServiceEnd       time.Time         `json:"service_end,omitzero"`
-	Polls            int               `json:"polls"`
-	Attempts         int               `json:"attempts,omitempty"`
-	ServiceException string            `json:"service_exception,omitempty"`
-	Messages         []string          `json:"messages,omitempty"`
-	Note             string            `json:"note,omitempty"`
-	Err              error             `json:"-"`
-	Error            string            `json:"error,omitempty"`
+	RefreshID string            `json:"refresh_id,omitempty"`
+	Outcome   pbirefresh.Status `json:"status"`
+	Start     time.Time         `json:"start"`
+	// Posted is when the POST that started the refresh was sent: Start
+	// and a wait for another refresh to end (when_busy: wait) come
+	// before it. Zero if nothing was started.
+	Posted           time.Time `json:"posted,omitzero"`
+	End              time.Time `json:"end"`
+	ServiceStart     time.Time `json:"service_start,omitzero"`
+	ServiceEnd       time.Time `json:"service_end,omitzero"`
+	Polls            int       `json:"polls"`
+	Attempts         int       `json:"attempts,omitempty"`
+	ServiceException string    `json:"service_exception,omitempty"`
+	Messages         []string  `json:"messages,omitempty"`
+	Note             string    `json:"note,omitempty"`
+	Err              error     `json:"-"`
+	Error            string    `json:"error,omitempty"`
 	// Code is the service's error code: Power BI's error.code, the
 	// refresh's serviceExceptionJson errorCode, or AADSTS<n>.
 	Code string `json:"code,omitempty"`
@@ -88,6 +92,18 @@ func (p Policy) logger(c *Client) *slog.Logger {
 		return p.Logger
 	}
 	return c.log()
+}
+
+// Ran is how long the refresh ran: the service's own times when it
+// reported them, else from the POST to the end; 0 if nothing started.
+func (r *Result) Ran() time.Duration {
+	if !r.ServiceStart.IsZero() && r.ServiceEnd.After(r.ServiceStart) {
+		return r.ServiceEnd.Sub(r.ServiceStart)
+	}
+	if !r.Posted.IsZero() && r.End.After(r.Posted) {
+		return r.End.Sub(r.Posted)
+	}
+	return 0
 }
 
 func (r *Result) fail(o pbirefresh.Status, err error) {
@@ -171,7 +187,7 @@ func (c *Client) Run(ctx context.Context, ds Dataset, opts Options, p Policy, pr
 			return res
 		}
 	}
-	res.RefreshID = rf.ID
+	res.RefreshID, res.Posted = rf.ID, rf.Posted
 	log.Info("refresh started", "refresh_id", rf.ID, "enhanced", rf.Enhanced, "expected", exp.Expected)
 	if p.Started != nil {
 		p.Started(rf)
@@ -247,7 +263,7 @@ var errDeadline = errors.New("deadline passed")
 // restart) and follows it to its end; the deadline counts from rf.Posted.
 func (c *Client) Follow(ctx context.Context, rf Refresh, p Policy) (res Result) {
 	clk := c.clock()
-	res.Start, res.RefreshID = rf.Posted, rf.ID
+	res.Start, res.Posted, res.RefreshID = rf.Posted, rf.Posted, rf.ID
 	log := p.logger(c).With("workspace_id", rf.Dataset.WorkspaceID, "dataset_id", rf.Dataset.DatasetID)
 	defer func() {
 		res.End = clk.Now()

@@ -200,7 +200,8 @@ func (m *metrics) forget(jobs []string) {
 // ended records a finished run.
 func (m *metrics) ended(job string, res refresh.Result) {
 	m.runs.WithLabelValues(job, string(res.Outcome)).Inc()
-	if res.RefreshID != "" && !res.End.IsZero() {
-		m.duration.WithLabelValues(job).Observe(res.End.Sub(res.Start).Seconds())
+	// From the POST: not the wait for another refresh before it.
+	if res.RefreshID != "" && !res.Posted.IsZero() && !res.End.Before(res.Posted) {
+		m.duration.WithLabelValues(job).Observe(res.End.Sub(res.Posted).Seconds())
 	}
 }

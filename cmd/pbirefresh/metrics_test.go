@@ -165,8 +165,8 @@ func TestMetricsForgetRemovedJobs(t *testing.T) {
 		func() (int, bool, bool) { return 1, true, true }, newHealthGauges(func() map[string]fresh { return nil }, func() bool { return true }))
 	end := time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC)
 	for _, job := range []string{"kept", "gone"} {
-		m.ended(job, refresh.Result{Outcome: pbirefresh.Completed, RefreshID: "r-" + job, Start: end.Add(-time.Minute), End: end})
-		m.ended(job, refresh.Result{Outcome: pbirefresh.Failed, RefreshID: "s-" + job, Start: end.Add(-time.Minute), End: end})
+		m.ended(job, refresh.Result{Outcome: pbirefresh.Completed, RefreshID: "r-" + job, Start: end.Add(-time.Minute), Posted: end.Add(-time.Minute), End: end})
+		m.ended(job, refresh.Result{Outcome: pbirefresh.Failed, RefreshID: "s-" + job, Start: end.Add(-time.Minute), Posted: end.Add(-time.Minute), End: end})
 	}
 	series := func() map[string]int {
 		fams, err := m.reg.Gather()
@@ -199,4 +199,27 @@ func TestMetricsForgetRemovedJobs(t *testing.T) {
 	if got := series(); !maps.Equal(got, want) {
 		t.Fatalf("after removing job gone: %v, want %v", got, want)
 	}
+}
+
+// pbirefresh_run_duration_seconds counts from the POST (README: "POST to
+// end"), not from the run's start: a wait for another refresh of the
+// dataset (when_busy: wait) comes before the POST.
+func TestRunDurationCountsFromThePOST(t *testing.T) {
+	m := newMetrics(func() *scheduler.Scheduler { return nil }, func() []string { return nil },
+		func() (int, bool, bool) { return 1, true, true }, newHealthGauges(func() map[string]fresh { return nil }, func() bool { return true }))
+	posted := time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC)
+	m.ended("j", refresh.Result{Outcome: pbirefresh.Completed, RefreshID: "r", Start: posted.Add(-20 * time.Minute), Posted: posted, End: posted.Add(time.Minute)})
+	fams, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "pbirefresh_run_duration_seconds" {
+			if h := f.GetMetric()[0].GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() != 60 {
+				t.Fatalf("observed %d runs, %v s in all; want one of 60 s", h.GetSampleCount(), h.GetSampleSum())
+			}
+			return
+		}
+	}
+	t.Fatal("no pbirefresh_run_duration_seconds")
 }

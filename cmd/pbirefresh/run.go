@@ -761,8 +761,7 @@ func (c *runCmd) policy(job *configs.Job, slot time.Time, kind pbirefresh.Kind) 
 
 // completed adds a completed run's duration to the job's recent ones.
 func (c *runCmd) completed(job string, res refresh.Result) {
-	r := store.Run{Posted: res.Start, Ended: res.End, ServiceStart: res.ServiceStart, ServiceEnd: res.ServiceEnd}
-	d := r.Duration()
+	d := res.Ran()
 	if res.Outcome != pbirefresh.Completed || d <= 0 {
 		return
 	}

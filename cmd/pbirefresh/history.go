@@ -102,7 +102,7 @@ func (c *historyCmd) Run(ctx context.Context) error {
 			detail = r.Note
 		}
 		if len(detail) > 80 {
-			detail = detail[:77] + "..."
+			detail = short(detail, 79) // on a character boundary
 		}
 		owner := ""
 		if replica != "" {

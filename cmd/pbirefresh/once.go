@@ -72,7 +72,9 @@ func (c *onceCmd) Run(ctx context.Context) error {
 	client := c.env.client(job.Credential)
 	t, err := newNames(c.logger, c.clock.Now).of(ctx, job, client, false)
 	if err != nil {
-		return &exitError{exitCannotWork, fmt.Errorf("job %s: %w", job.Name, err)}
+		// Reported like any run's end, so that --output json still prints
+		// its one object.
+		return c.report(job.Name, failed(fmt.Errorf("job %s: %w", job.Name, err)))
 	}
 	var progress refresh.Progress
 	if c.output == "text" && isTerminal(c.stdout) {
@@ -97,11 +99,16 @@ func (c *onceCmd) Run(ctx context.Context) error {
 	if progress != nil {
 		fmt.Fprintln(c.stdout)
 	}
+	return c.report(job.Name, res)
+}
+
+// report prints a run's result and returns the exit it calls for.
+func (c *onceCmd) report(job string, res refresh.Result) error {
 	if c.output == "json" {
-		b, _ := json.MarshalIndent(onceResult{Job: job.Name, Result: res}, "", "  ")
+		b, _ := json.MarshalIndent(onceResult{Job: job, Result: res}, "", "  ")
 		fmt.Fprintln(c.stdout, string(b))
 	} else {
-		printResult(c.stdout, job.Name, res)
+		printResult(c.stdout, job, res)
 	}
 	switch res.Outcome {
 	case pbirefresh.Completed, pbirefresh.Skipped:

@@ -234,8 +234,24 @@ func perDay(from time.Time, scheds ...*scheduler.Schedule) int {
 // withBuiltin adds what a built-in schedule starts in a day, if it is on,
 // to n refreshes: both count toward the shared-capacity quota.
 func withBuiltin(n int, s refresh.BuiltinSchedule) int {
-	if s.Enabled && len(s.Days) > 0 {
-		n += len(s.Times)
+	if builtinOn(s) {
+		n += max(len(s.Times), 1)
 	}
 	return n
+}
+
+// builtinOn reports whether a dataset's own Power BI schedule refreshes
+// it: enabled, on some days. Without times it still refreshes once on
+// those days, at a time of the service's choosing.
+func builtinOn(s refresh.BuiltinSchedule) bool {
+	return s.Enabled && len(s.Days) > 0
+}
+
+// describeBuiltin says when a built-in schedule refreshes.
+func describeBuiltin(s refresh.BuiltinSchedule) string {
+	at := "once a day at a time the service chooses (no times set)"
+	if len(s.Times) > 0 {
+		at = "at " + strings.Join(s.Times, ", ")
+	}
+	return fmt.Sprintf("%s %s, %s", describeDays(s.Days), at, s.LocalTimeZoneID)
 }

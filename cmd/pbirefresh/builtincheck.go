@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/pbirefresh/pbirefresh/configs"
@@ -40,12 +39,12 @@ func (c *runCmd) checkBuiltin(ctx context.Context, cfg *configs.Config, clients 
 			return
 		}
 		checked++
-		if err != nil || !sched.Enabled || len(sched.Days) == 0 || len(sched.Times) == 0 {
+		if err != nil || !builtinOn(sched) {
 			continue
 		}
 		on++
 		c.logger.Warn("the dataset also refreshes on its own Power BI schedule: it is refreshed twice", "job", j.Name,
-			"builtin", fmt.Sprintf("%s at %s (%s)", describeDays(sched.Days), strings.Join(sched.Times, ", "), sched.LocalTimeZoneID),
+			"builtin", describeBuiltin(sched),
 			"hint", "turn it off: pbirefresh import ... --disable-builtin, or in the dataset's settings as its owner")
 	}
 	if on > 0 {

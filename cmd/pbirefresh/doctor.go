@@ -13,6 +13,7 @@ import (
 	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/configs"
 	"github.com/pbirefresh/pbirefresh/refresh"
+	"github.com/pbirefresh/pbirefresh/scheduler"
 )
 
 // doctorCmd is `pbirefresh doctor`: walk the recipe for each credential and
@@ -98,7 +99,7 @@ func (c *doctorCmd) Run(ctx context.Context) error {
 			fmt.Fprintf(c.stdout, "       fix: %s\n", fix)
 		}
 	}
-	d := &doctorJobs{cfg: cfg, links: map[string][]refresh.DataflowLink{}, spaces: map[string]refresh.Workspace{}}
+	d := &doctorJobs{cfg: cfg, links: map[string][]refresh.DataflowLink{}, spaces: map[string]refresh.Workspace{}, shared: map[string]*sharedDataset{}}
 	for _, j := range jobs {
 		if !tokenOK[j.Credential] {
 			fmt.Fprintf(c.stdout, "[skip] job %s: needs a token for credential %s\n", j.Name, j.Credential)
@@ -139,6 +140,9 @@ func (c *doctorCmd) Run(ctx context.Context) error {
 		for _, w := range d.ordering(j, ds) {
 			warn(w.what, w.fix)
 		}
+	}
+	for _, w := range d.quota(time.Now()) {
+		warn(w.what, w.fix)
 	}
 	if failed > 0 {
 		return &exitError{exitCannotWork, &silent{fmt.Errorf("%d checks failed", failed)}}
@@ -190,6 +194,10 @@ type doctorJobs struct {
 	links    map[string][]refresh.DataflowLink // by workspace id
 	spaces   map[string]refresh.Workspace
 	linkErrs []finding
+	// shared: the datasets on shared capacity, by workspace/dataset id,
+	// in the order first seen.
+	shared      map[string]*sharedDataset
+	sharedOrder []string
 }
 
 type finding struct{ what, fix string }
@@ -201,10 +209,9 @@ func (d *doctorJobs) warnings(ctx context.Context, client *refresh.Client, j *co
 	sched, err := client.Schedule(ctx, ds)
 	if err != nil {
 		out = append(out, finding{fmt.Sprintf("job %s: the dataset's own Power BI schedule could not be read: %v", j.Name, err), ""})
-	} else if sched.Enabled && len(sched.Days) > 0 && len(sched.Times) > 0 && *j.Enabled && j.Parsed != nil {
+	} else if builtinOn(sched) && *j.Enabled && j.Parsed != nil {
 		out = append(out, finding{
-			fmt.Sprintf("job %s: the dataset also refreshes on its own Power BI schedule (%s at %s, %s), so it is refreshed by both", j.Name,
-				describeDays(sched.Days), strings.Join(sched.Times, ", "), sched.LocalTimeZoneID),
+			fmt.Sprintf("job %s: the dataset also refreshes on its own Power BI schedule (%s), so it is refreshed by both", j.Name, describeBuiltin(sched)),
 			fmt.Sprintf("turn the built-in schedule off: pbirefresh import --config FILE --credential %s --workspace %s --out FILE --disable-builtin, or, as the dataset's owner, in its settings", j.Credential, ds.WorkspaceID),
 		})
 	}
@@ -218,16 +225,60 @@ func (d *doctorJobs) warnings(ctx context.Context, client *refresh.Client, j *co
 	if ws.Dedicated || !*j.Enabled || j.Parsed == nil {
 		return out
 	}
-	jobs := perDay(time.Now(), j.Parsed)
-	total := withBuiltin(jobs, sched)
-	if total > sharedDaily {
-		count := fmt.Sprintf("up to %d can start within 24 hours (%d from this job, %d from Power BI's own schedule)", total, jobs, total-jobs)
+	// Shared capacity's quota counts a dataset's refreshes, whichever job
+	// starts them: it is checked per dataset once every job is seen.
+	k := strings.ToLower(ds.WorkspaceID + "/" + ds.DatasetID)
+	q := d.shared[k]
+	if q == nil {
+		q = &sharedDataset{ds: ds, builtin: sched}
+		d.shared[k] = q
+		d.sharedOrder = append(d.sharedOrder, k)
+	}
+	q.jobs = append(q.jobs, j)
+	return out
+}
+
+// sharedDataset is a dataset on shared capacity and the enabled jobs
+// that refresh it.
+type sharedDataset struct {
+	ds      refresh.Dataset
+	builtin refresh.BuiltinSchedule
+	jobs    []*configs.Job
+}
+
+// quota warns about the datasets on shared capacity that their jobs and
+// their own Power BI schedule together refresh more often than the
+// service allows in 24 hours.
+func (d *doctorJobs) quota(now time.Time) []finding {
+	var out []finding
+	for _, k := range d.sharedOrder {
+		q := d.shared[k]
+		var scheds []*scheduler.Schedule
+		var names []string
+		for _, j := range q.jobs {
+			scheds = append(scheds, j.Parsed)
+			names = append(names, j.Name)
+		}
+		jobs := perDay(now, scheds...)
+		total := withBuiltin(jobs, q.builtin)
+		if total <= sharedDaily {
+			continue
+		}
+		who, from := "job "+names[0], "this job"
+		if len(names) > 1 {
+			who, from = "jobs "+strings.Join(names, ", ")+" (dataset "+q.ds.DatasetID+")", "these jobs"
+		}
+		count := fmt.Sprintf("up to %d can start within 24 hours (%d from %s, %d from Power BI's own schedule)", total, jobs, from, total-jobs)
 		if jobs > perDayLimit {
-			count = fmt.Sprintf("this job alone starts more than %d within 24 hours", perDayLimit)
+			verb := "start"
+			if len(names) == 1 {
+				verb = "starts"
+			}
+			count = fmt.Sprintf("%s alone %s more than %d within 24 hours", from, verb, perDayLimit)
 		}
 		out = append(out, finding{
-			fmt.Sprintf("job %s: workspace %s is on shared capacity, which allows %d refreshes of a dataset a day; %s: the service refuses the rest (quota_exceeded)",
-				j.Name, ds.WorkspaceID, sharedDaily, count),
+			fmt.Sprintf("%s: workspace %s is on shared capacity, which allows %d refreshes of a dataset a day; %s: the service refuses the rest (quota_exceeded)",
+				who, q.ds.WorkspaceID, sharedDaily, count),
 			"refresh at most 8 times a day, or move the workspace to a Premium, Embedded or Fabric capacity",
 		})
 	}

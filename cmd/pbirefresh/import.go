@@ -607,6 +607,16 @@ func insertJobs(input []byte, blocks []string) ([]byte, error) {
 	}
 	text := strings.ReplaceAll(string(input), "\r\n", "\n")
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	// A document end marker (...) closes the file: the jobs go before it.
+	var docEnd []string
+	for i := len(lines) - 1; i >= 0; i-- {
+		if t := strings.TrimSpace(lines[i]); t == "..." || strings.HasPrefix(t, "... ") || strings.HasPrefix(t, "...\t") {
+			lines, docEnd = lines[:i], lines[i:]
+			break
+		} else if t != "" && !strings.HasPrefix(t, "#") {
+			break
+		}
+	}
 	var doc yaml.Node
 	yaml.Unmarshal([]byte(text), &doc)
 	var root *yaml.Node
@@ -644,8 +654,9 @@ func insertJobs(input []byte, blocks []string) ([]byte, error) {
 		out = append(lines, "", "jobs:")
 		out = append(out, indent(2)...)
 	case val.Kind == yaml.SequenceNode && val.Style&yaml.FlowStyle == 0 && len(val.Content) > 0:
-		first := lines[val.Content[0].Line-1]
-		dash := len(first) - len(strings.TrimLeft(first, " "))
+		// A block sequence's column is its first dash's, also when the
+		// item starts on the line after a bare "-".
+		dash := val.Column - 1
 		end := len(lines)
 		if next > 0 {
 			end = next - 1
@@ -670,9 +681,34 @@ func insertJobs(input []byte, blocks []string) ([]byte, error) {
 		out = append(out, lines[:key.Line-1]...)
 		out = append(out, "jobs:"+comment)
 		out = append(out, indent(2)...)
-		out = append(out, lines[max(key.Line, val.Line):]...)
+		out = append(out, lines[max(key.Line, flowEnd(lines, val)):]...)
 	}
+	out = append(out, docEnd...)
 	return []byte(strings.Join(out, nl) + nl), nil
+}
+
+// flowEnd is the line (1-based) where an empty flow list ("[" ... "]")
+// ends, for one written over several lines; a scalar's own line.
+func flowEnd(lines []string, val *yaml.Node) int {
+	if val.Kind != yaml.SequenceNode || val.Style&yaml.FlowStyle == 0 {
+		return val.Line
+	}
+	col := val.Column // just past the "["
+	for i := val.Line - 1; i < len(lines); i++ {
+		l := lines[i]
+		if i > val.Line-1 {
+			col = 0
+		}
+		for j := col; j < len(l); j++ {
+			if l[j] == '#' {
+				break // a comment to the end of the line
+			}
+			if l[j] == ']' {
+				return i + 1
+			}
+		}
+	}
+	return val.Line
 }
 
 // write puts the configuration on stdout, in a new file, or in place of

@@ -658,3 +658,36 @@ func TestDisableBuiltinKeepsASchedulePausedJobsDoNotReproduce(t *testing.T) {
 		t.Fatalf("the report does not say why \"Paused\" was left alone:\n%s", r.stderr)
 	}
 }
+
+// TestInsertJobsKeepsValidYAML: insertJobs works on lines; it keeps valid
+// the configurations it broke before (import then refused them, "does not
+// validate; please report it", exit 3): a document end marker (...), a
+// multi-line empty flow list (jobs: [ ... ]), and a block list whose
+// items start with a bare "-" line.
+func TestInsertJobsKeepsValidYAML(t *testing.T) {
+	const creds = "cloud: emulator\ncredentials:\n  svc: {tenant_id: c0ffee00-0000-4000-8000-000000000001, client_id: c0ffee00-0000-4000-8000-0000000000a1, client_secret: {env: X}}\n"
+	const job = "    credential: svc\n    workspace_id: c0ffee00-0000-4000-8000-000000000601\n    dataset_id: c0ffee00-0000-4000-8000-000000000701\n"
+	for name, in := range map[string]string{
+		"document end marker":   "---\n" + creds + "...\n",
+		"multi-line empty list": creds + "jobs: [\n]\n",
+		"bare dash items":       creds + "jobs:\n  -\n    name: a\n" + job,
+	} {
+		t.Run(name, func(t *testing.T) {
+			before, err := configs.ParseWith("in", []byte(in), configs.Options{AllowNoJobs: true})
+			if err != nil {
+				t.Fatalf("input does not parse: %v", err)
+			}
+			out, err := insertJobs([]byte(in), []string{"- name: x\n  credential: svc\n  workspace_id: c0ffee00-0000-4000-8000-000000000601\n  dataset_id: c0ffee00-0000-4000-8000-000000000702\n"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := configs.ParseWith("out", out, configs.Options{AllowNoJobs: true})
+			if err != nil {
+				t.Fatalf("import's output does not parse: %v\n%s", err, out)
+			}
+			if cfg.Job("x") == nil || len(cfg.Jobs) != len(before.Jobs)+1 {
+				t.Fatalf("the imported job is missing, or the input's are:\n%s", out)
+			}
+		})
+	}
+}

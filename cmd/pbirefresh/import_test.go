@@ -691,3 +691,41 @@ func TestInsertJobsKeepsValidYAML(t *testing.T) {
 		})
 	}
 }
+
+// FuzzInsertJobs: whatever valid configuration import is given, the jobs
+// it inserts leave it valid, with the input's jobs kept and the new one
+// added (or insertJobs refuses with an error, never a broken file).
+func FuzzInsertJobs(f *testing.F) {
+	const creds = "cloud: emulator\ncredentials:\n  svc: {tenant_id: c0ffee00-0000-4000-8000-000000000001, client_id: c0ffee00-0000-4000-8000-0000000000a1, client_secret: {env: X}}\n"
+	const job = "    credential: svc\n    workspace_id: c0ffee00-0000-4000-8000-000000000601\n    dataset_id: c0ffee00-0000-4000-8000-000000000701\n"
+	for _, in := range []string{
+		creds,
+		"---\n" + creds + "...\n",
+		creds + "jobs: [\n]\n",
+		creds + "jobs: []\n",
+		creds + "jobs:\n  -\n    name: a\n" + job,
+		creds + "jobs:\n  - name: a\n" + job + "\n# trailing\nhttp: {listen: off}\n",
+		creds + "jobs:\n- name: a\n" + strings.ReplaceAll(job, "    ", "  ") + "defaults: {timeout: 1h}\n",
+		"jobs: # none yet\n" + creds,
+	} {
+		f.Add([]byte(in))
+	}
+	block := "- name: fuzz-new\n  credential: svc\n  workspace_id: c0ffee00-0000-4000-8000-000000000601\n  dataset_id: c0ffee00-0000-4000-8000-000000000702\n"
+	f.Fuzz(func(t *testing.T, in []byte) {
+		before, err := configs.ParseWith("in", in, configs.Options{AllowNoJobs: true, NoHTTP: true})
+		if err != nil || before.Credentials["svc"] == nil || before.Job("fuzz-new") != nil {
+			return // the new job needs credential svc and its own name
+		}
+		out, err := insertJobs(in, []string{block})
+		if err != nil {
+			return
+		}
+		after, err := configs.ParseWith("out", out, configs.Options{AllowNoJobs: true, NoHTTP: true})
+		if err != nil {
+			t.Fatalf("output does not parse: %v\ninput:\n%s\noutput:\n%s", err, in, out)
+		}
+		if after.Job("fuzz-new") == nil || len(after.Jobs) != len(before.Jobs)+1 {
+			t.Fatalf("jobs %d before, %d after (new one present: %v)\ninput:\n%s\noutput:\n%s", len(before.Jobs), len(after.Jobs), after.Job("fuzz-new") != nil, in, out)
+		}
+	})
+}

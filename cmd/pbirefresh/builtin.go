@@ -247,11 +247,12 @@ func builtinOn(s refresh.BuiltinSchedule) bool {
 	return s.Enabled && len(s.Days) > 0
 }
 
-// describeBuiltin says when a built-in schedule refreshes.
+// describeBuiltin says on which days and at what times a built-in
+// schedule refreshes (its zone is the caller's to add).
 func describeBuiltin(s refresh.BuiltinSchedule) string {
 	at := "once a day at a time the service chooses (no times set)"
 	if len(s.Times) > 0 {
 		at = "at " + strings.Join(s.Times, ", ")
 	}
-	return fmt.Sprintf("%s %s, %s", describeDays(s.Days), at, s.LocalTimeZoneID)
+	return describeDays(s.Days) + " " + at
 }

@@ -44,7 +44,7 @@ func (c *runCmd) checkBuiltin(ctx context.Context, cfg *configs.Config, clients 
 		}
 		on++
 		c.logger.Warn("the dataset also refreshes on its own Power BI schedule: it is refreshed twice", "job", j.Name,
-			"builtin", describeBuiltin(sched),
+			"builtin", fmt.Sprintf("%s (%s)", describeBuiltin(sched), sched.LocalTimeZoneID),
 			"hint", "turn it off: pbirefresh import ... --disable-builtin, or in the dataset's settings as its owner")
 	}
 	if on > 0 {

@@ -211,7 +211,7 @@ func (d *doctorJobs) warnings(ctx context.Context, client *refresh.Client, j *co
 		out = append(out, finding{fmt.Sprintf("job %s: the dataset's own Power BI schedule could not be read: %v", j.Name, err), ""})
 	} else if builtinOn(sched) && *j.Enabled && j.Parsed != nil {
 		out = append(out, finding{
-			fmt.Sprintf("job %s: the dataset also refreshes on its own Power BI schedule (%s), so it is refreshed by both", j.Name, describeBuiltin(sched)),
+			fmt.Sprintf("job %s: the dataset also refreshes on its own Power BI schedule (%s, %s), so it is refreshed by both", j.Name, describeBuiltin(sched), sched.LocalTimeZoneID),
 			fmt.Sprintf("turn the built-in schedule off: pbirefresh import --config FILE --credential %s --workspace %s --out FILE --disable-builtin, or, as the dataset's owner, in its settings", j.Credential, ds.WorkspaceID),
 		})
 	}

@@ -213,17 +213,22 @@ func (s *Scheduler) Set(ctx context.Context, jobs []Job) error {
 			// state's running flag when it ends.
 			changed := st.job.Version != j.Version || st.job.Enabled != j.Enabled
 			// A slot whose time has passed but whose jitter has not is
-			// still to fire: a change of definition (not a resume) takes it
-			// over rather than dropping it, recorded nowhere.
-			from := now
-			if st.job.Enabled && j.Enabled && st.hasNext && !st.next.Time.After(now) {
-				from = st.next.Time.Add(-time.Nanosecond)
-			}
+			// still to fire: a change of definition (not a resume) keeps it
+			// rather than dropping it, recorded nowhere, if the new
+			// schedule has it too. (Other slots of a new schedule between
+			// it and now were never due: they are not made missed.)
+			pending, keep := st.next.Time, st.job.Enabled && j.Enabled && st.hasNext && !st.next.Time.After(now)
 			st.job = j
 			if !changed {
 				continue // same definition: new closures, same next slot
 			}
-			st.advance(from, s)
+			if keep {
+				st.advance(pending.Add(-time.Nanosecond), s)
+				keep = st.hasNext && st.next.Time.Equal(pending)
+			}
+			if !keep {
+				st.advance(now, s)
+			}
 			s.logScheduled(st)
 			continue
 		}

@@ -904,3 +904,35 @@ func TestTriggerSaysWhatHappened(t *testing.T) {
 		})
 	}
 }
+
+// A reload in a slot's jitter window that changes the schedule itself
+// keeps the pending slot only if the new schedule has it; slots of the new
+// schedule between it and now were never due and are not recorded missed.
+func TestReloadInTheJitterWindowWithANewSchedule(t *testing.T) {
+	s, st, c := setup(t)
+	ctx := context.Background()
+	r := &recorder{}
+	job := scheduler.Job{Name: "j", Schedule: hourly(t), Enabled: true, Jitter: 10 * time.Minute, JitterMode: pbirefresh.JitterFixed, Run: r.run, Version: "1"}
+	s.Set(ctx, []scheduler.Job{job})
+	slot, fire, _ := s.Next("j")
+	if fire.Sub(slot.Time) <= 4*time.Minute {
+		t.Fatalf("fixed offset %s: the test needs one over 4 min", fire.Sub(slot.Time))
+	}
+	c.Set(slot.Time.Add(4 * time.Minute)) // the new schedule's :03 has passed
+	s.Tick(ctx, c.Now())
+	every7, err := scheduler.Parse("3,10,17,24,31,38,45,52 * * * *", time.UTC, scheduler.DST{}) // not on the hour
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Schedule, job.Version = every7, "2"
+	s.Set(ctx, []scheduler.Job{job})
+	next, _, ok := s.Next("j")
+	if !ok || !next.Time.After(c.Now()) {
+		t.Fatalf("after the reload the next slot is %s, want one after now (%s)", next.Time, c.Now())
+	}
+	s.Tick(ctx, c.Now())
+	wait(s)
+	if got := statuses(t, st, "j"); len(got) != 0 || len(r.got()) != 0 {
+		t.Fatalf("records %v, runs %v: want none", got, r.got())
+	}
+}

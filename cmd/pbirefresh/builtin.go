@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pbirefresh/pbirefresh/configs"
 	"github.com/pbirefresh/pbirefresh/internal/windowszones"
 	"github.com/pbirefresh/pbirefresh/refresh"
 	"github.com/pbirefresh/pbirefresh/scheduler"
@@ -238,6 +239,18 @@ func withBuiltin(n int, s refresh.BuiltinSchedule) int {
 		n += max(len(s.Times), 1)
 	}
 	return n
+}
+
+// datasetDaily is how many refreshes of one dataset can start within 24
+// hours: from its jobs' schedules, and in all with its own Power BI
+// schedule (both count toward shared capacity's quota).
+func datasetDaily(now time.Time, jobs []*configs.Job, builtin refresh.BuiltinSchedule) (fromJobs, total int) {
+	var scheds []*scheduler.Schedule
+	for _, j := range jobs {
+		scheds = append(scheds, j.Parsed)
+	}
+	fromJobs = perDay(now, scheds...)
+	return fromJobs, withBuiltin(fromJobs, builtin)
 }
 
 // builtinOn reports whether a dataset's own Power BI schedule refreshes

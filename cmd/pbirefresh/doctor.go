@@ -13,7 +13,6 @@ import (
 	"github.com/pbirefresh/pbirefresh"
 	"github.com/pbirefresh/pbirefresh/configs"
 	"github.com/pbirefresh/pbirefresh/refresh"
-	"github.com/pbirefresh/pbirefresh/scheduler"
 )
 
 // doctorCmd is `pbirefresh doctor`: walk the recipe for each credential and
@@ -253,14 +252,11 @@ func (d *doctorJobs) quota(now time.Time) []finding {
 	var out []finding
 	for _, k := range d.sharedOrder {
 		q := d.shared[k]
-		var scheds []*scheduler.Schedule
 		var names []string
 		for _, j := range q.jobs {
-			scheds = append(scheds, j.Parsed)
 			names = append(names, j.Name)
 		}
-		jobs := perDay(now, scheds...)
-		total := withBuiltin(jobs, q.builtin)
+		jobs, total := datasetDaily(now, q.jobs, q.builtin)
 		if total <= sharedDaily {
 			continue
 		}

@@ -21,7 +21,6 @@ import (
 	"github.com/pbirefresh/pbirefresh/configs"
 	"github.com/pbirefresh/pbirefresh/internal/strictyaml"
 	"github.com/pbirefresh/pbirefresh/refresh"
-	"github.com/pbirefresh/pbirefresh/scheduler"
 )
 
 // importCmd is `pbirefresh import`: one job per dataset of the given
@@ -899,15 +898,14 @@ func (c *importCmd) warnQuota(cfg *configs.Config, list []*importedDataset) {
 			continue
 		}
 		var names []string
-		var scheds []*scheduler.Schedule
+		var jobsOf []*configs.Job
 		for _, j := range cfg.Jobs {
 			if strings.EqualFold(j.WorkspaceID, d.ws.ID) && strings.EqualFold(j.DatasetID, d.ds.ID) && *j.Enabled && j.Parsed != nil {
 				names = append(names, j.Name)
-				scheds = append(scheds, j.Parsed)
+				jobsOf = append(jobsOf, j)
 			}
 		}
-		jobs := perDay(now, scheds...)
-		total := withBuiltin(jobs, d.sched)
+		jobs, total := datasetDaily(now, jobsOf, d.sched)
 		if total <= sharedDaily {
 			continue
 		}
